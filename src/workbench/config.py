@@ -1,0 +1,131 @@
+"""Settings: the one source of truth for paths, connections and plant facts.
+
+Values come, highest priority first, from ``WORKBENCH_*`` environment variables, a ``.env`` file
+in the project directory, and built-in defaults. No secret (database password, SMTP password,
+API token) has a default: it is absent unless the environment or ``.env`` provides it.
+``.env.example`` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workbench.errors import ConfigError
+
+
+def project_dir() -> Path:
+    """The project directory: ``WORKBENCH_HOME`` if set, else the checkout this package lives in,
+    else the current directory (an installed, non-editable package)."""
+    env = os.environ.get("WORKBENCH_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "workbench").is_dir():
+            return parent
+    return Path.cwd()
+
+
+class Settings(BaseSettings):
+    """Workbench settings (environment variables are the field names, upper-cased, with the
+    ``WORKBENCH_`` prefix, e.g. ``WORKBENCH_DATABASE_URL``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKBENCH_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+    )
+
+    home: Path = Field(default_factory=project_dir, description="project directory")
+    data_dir: Path | None = Field(default=None, description="generated data; default <home>/data")
+    reports_dir: Path | None = Field(default=None, description="reports; default <home>/reports")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:5432/db — unset: embedded DuckDB file",
+    )
+    duckdb_path: Path | None = Field(default=None, description="default <data_dir>/warehouse.duckdb")
+    plant_timezone: str = Field(default="America/Chicago", description="IANA zone of the plant")
+    site: str = Field(default="PLANT1", description="site id used by the demo and defaults")
+    micro_stop_threshold_s: float = Field(default=120.0, gt=0)
+    timescale: str = Field(default="auto", description="auto / on / off: use TimescaleDB features")
+
+    @field_validator("plant_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')")
+        return value
+
+    @field_validator("timescale")
+    @classmethod
+    def _timescale_mode(cls, value: str) -> str:
+        if value not in ("auto", "on", "off"):
+            raise ValueError("must be auto, on or off")
+        return value
+
+    # Resolved paths --------------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        """Directory of generated data (warehouse, extracts, spool, ground truth)."""
+        return (self.data_dir or self.home / "data").resolve()
+
+    @property
+    def reports_path(self) -> Path:
+        """Directory of executed notebooks and HTML reports."""
+        return (self.reports_dir or self.home / "reports").resolve()
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The embedded DuckDB warehouse file."""
+        return (self.duckdb_path or self.data_path / "warehouse.duckdb").resolve()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The plant time zone."""
+        return ZoneInfo(self.plant_timezone)
+
+    @property
+    def engine(self) -> str:
+        """``postgres`` when a database URL is set, else ``duckdb``."""
+        return "postgres" if self.database_url else "duckdb"
+
+
+@lru_cache(maxsize=1)
+def _cached() -> Settings:
+    return load()
+
+
+def load(**overrides: object) -> Settings:
+    """Read the settings now (environment, ``.env``), with explicit ``overrides`` on top.
+
+    Raises
+    ------
+    ConfigError
+        When a value is malformed; the message names the variable.
+    """
+    from pydantic import ValidationError as PydanticValidationError
+
+    env_file = Path(os.environ.get("WORKBENCH_ENV_FILE", project_dir() / ".env"))
+    try:
+        return Settings(_env_file=env_file if env_file.is_file() else None, **overrides)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"WORKBENCH_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def settings() -> Settings:
+    """The process-wide settings (read once; call :func:`reset` after changing the environment)."""
+    return _cached()
+
+
+def reset() -> None:
+    """Forget the cached settings so the next :func:`settings` call re-reads the environment."""
+    _cached.cache_clear()

@@ -1,0 +1,79 @@
+"""The one exception hierarchy of the workbench.
+
+Every error the library raises on purpose derives from :class:`WorkbenchError`, so callers
+(CLI, flows, notebooks) can catch one type and show its message, which always says what is
+wrong and where.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base class of every error raised on purpose by the workbench."""
+
+
+class ConfigError(WorkbenchError):
+    """A setting is missing, malformed or inconsistent."""
+
+
+class SchemaError(WorkbenchError):
+    """A frame does not fit a canonical table (unknown table, missing or mistyped column)."""
+
+
+class StoreError(WorkbenchError):
+    """The warehouse could not be reached or refused an operation."""
+
+
+class ValidationError(WorkbenchError):
+    """Input data is invalid; ``problems`` lists each problem with its location.
+
+    Parameters
+    ----------
+    message : str
+        Summary line.
+    problems : list of Problem, optional
+        One entry per offending cell or row.
+    """
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        self.problems = list(problems or [])
+        lines = [message]
+        shown = self.problems[:20]
+        lines += [f"  - {p}" for p in shown]
+        if len(self.problems) > len(shown):
+            lines.append(f"  … and {len(self.problems) - len(shown)} more problem(s)")
+        super().__init__("\n".join(lines))
+
+
+class SimulationError(WorkbenchError):
+    """The simulator was asked for something it cannot produce."""
+
+
+class Problem:
+    """One located problem in input data: file, row (1-based, as a spreadsheet shows it), column."""
+
+    __slots__ = ("file", "row", "column", "message")
+
+    def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
+                 column: str | None = None) -> None:
+        self.file = file
+        self.row = row
+        self.column = column
+        self.message = message
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(str(self.file))
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column:
+            where.append(f"column '{self.column}'")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+    def __repr__(self) -> str:
+        return f"Problem({self!s})"
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the problem as a plain dict (for JSON output and dead letters)."""
+        return {"file": self.file, "row": self.row, "column": self.column, "message": self.message}
