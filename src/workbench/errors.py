@@ -52,7 +52,7 @@ class SimulationError(WorkbenchError):
 class Problem:
     """One located problem in input data: file, row (1-based, as a spreadsheet shows it), column."""
 
-    __slots__ = ("file", "row", "column", "message")
+    __slots__ = ("column", "file", "message", "row")
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
                  column: str | None = None) -> None:

@@ -1,0 +1,302 @@
+"""The warehouse interface shared by the embedded (DuckDB) and server (PostgreSQL) engines."""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from workbench import schema
+from workbench.errors import SchemaError, StoreError
+
+Frame = pd.DataFrame | pl.DataFrame | pa.Table
+FrameKind = Literal["pandas", "polars", "arrow"]
+
+#: Views every engine provides on top of the canonical tables.
+PRODUCTION_HOURLY_VIEW = "production_hourly"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one :meth:`Warehouse.write` did.
+
+    Attributes
+    ----------
+    table : str
+        Canonical table written.
+    rows : int
+        Rows offered (after identical duplicates inside the batch were folded together).
+    written : int
+        Rows inserted, or updated because their content changed.
+    unchanged : int
+        Rows whose key was already stored with the same content (or, for insert-only fact tables,
+        stored at all): a replay.
+    """
+
+    table: str
+    rows: int
+    written: int
+    unchanged: int
+
+
+def to_arrow(data: Frame, *, where: str = "input") -> pa.Table:
+    """Convert a pandas / polars / Arrow frame to an Arrow table without copying where possible."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pl.DataFrame):
+        return data.to_arrow()
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise SchemaError(f"{where}: expected a pandas, polars or Arrow frame, got {type(data).__name__}")
+
+
+def from_arrow(data: pa.Table, as_: FrameKind) -> Frame:
+    """Convert an Arrow table to the frame kind a caller asked for."""
+    if as_ == "arrow":
+        return data
+    if as_ == "polars":
+        return pl.from_arrow(data)
+    if as_ == "pandas":
+        # Arrow-backed strings would surprise notebook users; timestamps stay tz-aware UTC.
+        return data.to_pandas(types_mapper=None)
+    raise StoreError(f"unknown frame kind {as_!r}; use 'pandas', 'polars' or 'arrow'")
+
+
+def prepare(tbl: schema.Table, data: Frame) -> pa.Table:
+    """Conform a frame to ``tbl``: canonical columns and types, event ids filled, nulls checked,
+    identical in-batch duplicates folded and conflicting ones refused.
+
+    Raises
+    ------
+    SchemaError
+        Missing / unknown columns, uncastable values, nulls in required columns, or two rows with
+        the same key but different content.
+    """
+    arrow = schema.with_event_ids(tbl, to_arrow(data, where=tbl.name))
+    for name in tbl.required:
+        nulls = arrow.column(name).null_count
+        if nulls:
+            raise SchemaError(f"{tbl.name}.{name} is required but {nulls} row(s) have no value")
+    return _fold_duplicates(tbl, arrow)
+
+
+def _fold_duplicates(tbl: schema.Table, arrow: pa.Table) -> pa.Table:
+    if arrow.num_rows < 2:
+        return arrow
+    keys = pl.from_arrow(arrow.select(list(tbl.key)))
+    dup_mask = keys.is_duplicated()
+    if not dup_mask.any():
+        return arrow
+    frame = pl.from_arrow(arrow)
+    distinct = frame.unique(maintain_order=True)
+    still = distinct.select(list(tbl.key)).is_duplicated()
+    if still.any():
+        example = distinct.filter(still).select(list(tbl.key)).row(0)
+        raise SchemaError(
+            f"{tbl.name}: {int(still.sum())} rows share a key with different content "
+            f"(first key {dict(zip(tbl.key, example, strict=True))}); a batch may not contradict itself"
+        )
+    return distinct.to_arrow().cast(arrow.schema)
+
+
+def time_bounds(arrow: pa.Table, column: str) -> tuple[dt.datetime, dt.datetime] | None:
+    """Inclusive min / max of a timestamp column (``None`` for an empty table)."""
+    if arrow.num_rows == 0:
+        return None
+    mm = pc.min_max(arrow.column(column))
+    return mm["min"].as_py(), mm["max"].as_py()
+
+
+def order_columns(tbl: schema.Table) -> list[str]:
+    """Deterministic read order: the time column, then the key."""
+    first = [tbl.time_column] if tbl.time_column else []
+    return first + [k for k in tbl.key if k not in first]
+
+
+def check_columns(tbl: schema.Table, columns: Sequence[str] | None) -> list[str]:
+    """Validate requested column names against the schema (they become SQL identifiers)."""
+    if columns is None:
+        return tbl.column_names
+    for name in columns:
+        tbl.column(name)
+    return list(columns)
+
+
+class Warehouse(abc.ABC):
+    """One interface over the embedded DuckDB file and PostgreSQL / TimescaleDB.
+
+    Every write is idempotent (see :meth:`write`); reads return pandas, polars or Arrow with the
+    canonical column types (timestamps tz-aware UTC).
+    """
+
+    engine: str
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def init_schema(self) -> None:
+        """Create every canonical table, index and view if missing; record the schema version."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group several writes: all of them land or none does."""
+
+    # -- writes ------------------------------------------------------------------------------
+    def write(self, table: str, data: Frame) -> WriteResult:
+        """Load rows into a canonical table, idempotently, in one transaction.
+
+        Rows are conformed to the schema and get their ``event_id`` from the natural key. A row
+        whose key is already stored is left alone (insert-only facts) or updated only if its
+        content changed (tables with ``on_conflict="update"``): loading the same rows twice
+        leaves the warehouse unchanged.
+
+        Parameters
+        ----------
+        table : str
+            Canonical table name.
+        data : pandas.DataFrame, polars.DataFrame or pyarrow.Table
+            Rows with canonical column names; missing nullable columns are filled with nulls.
+
+        Returns
+        -------
+        WriteResult
+        """
+        tbl = schema.table(table)
+        arrow = prepare(tbl, data)
+        if arrow.num_rows == 0:
+            return WriteResult(table, 0, 0, 0)
+        written = self._write_arrow(tbl, arrow)
+        return WriteResult(table, arrow.num_rows, written, arrow.num_rows - written)
+
+    @abc.abstractmethod
+    def _write_arrow(self, tbl: schema.Table, arrow: pa.Table) -> int:
+        """Write a prepared Arrow table; return rows inserted or changed."""
+
+    # -- reads -------------------------------------------------------------------------------
+    def read(
+        self,
+        table: str,
+        *,
+        columns: Sequence[str] | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        machines: Iterable[str] | None = None,
+        as_: FrameKind = "pandas",
+    ) -> Frame:
+        """Read a canonical table, optionally one time range ``[start, end)`` and some machines.
+
+        Parameters
+        ----------
+        table : str
+            Canonical table name.
+        columns : sequence of str, optional
+            Subset of columns (default all, in schema order).
+        start, end : datetime, optional
+            Tz-aware bounds on the table's time column (half-open).
+        machines : iterable of str, optional
+            Only these machine ids (tables with a ``machine_id`` column).
+        as_ : {"pandas", "polars", "arrow"}
+            Frame kind returned.
+        """
+        tbl = schema.table(table)
+        cols = check_columns(tbl, columns)
+        conditions: list[tuple[str, str, Any]] = []
+        for bound, op in ((start, ">="), (end, "<")):
+            if bound is None:
+                continue
+            if tbl.time_column is None:
+                raise StoreError(f"{table} has no time column to filter on")
+            if bound.tzinfo is None:
+                raise StoreError(f"read({table}): start/end must be timezone-aware, got {bound!r}")
+            conditions.append((tbl.time_column, op, bound))
+        if machines is not None:
+            if "machine_id" not in tbl.column_names:
+                raise StoreError(f"{table} has no machine_id column to filter on")
+            conditions.append(("machine_id", "IN", list(machines)))
+        arrow = self._read_arrow(tbl, cols, conditions)
+        return from_arrow(arrow, as_)
+
+    @abc.abstractmethod
+    def _read_arrow(self, tbl: schema.Table, columns: list[str],
+                    conditions: list[tuple[str, str, Any]]) -> pa.Table:
+        """Read with simple ``column op value`` conditions, as Arrow with canonical types."""
+
+    @abc.abstractmethod
+    def query(self, statement: str, params: Sequence[Any] | dict[str, Any] | None = None, *,
+              as_: FrameKind = "pandas") -> Frame:
+        """Run a read-only SQL statement in the engine's dialect, parameters bound by the driver
+        (DuckDB: ``?`` / ``$name``; PostgreSQL: ``%s`` / ``%(name)s``)."""
+
+    @abc.abstractmethod
+    def count(self, table: str) -> int:
+        """Number of rows in a canonical table."""
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every canonical table."""
+        return {t.name: self.count(t.name) for t in schema.tables()}
+
+    @abc.abstractmethod
+    def schema_version(self) -> int | None:
+        """The highest applied schema version, or ``None`` before :meth:`init_schema`."""
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the data lives (file path or URL without password), for people to read."""
+
+    # -- extract ------------------------------------------------------------------------------
+    def export_extract(
+        self,
+        path: str | Path,
+        *,
+        tables: Iterable[str] | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> dict[str, int]:
+        """Copy tables into a DuckDB file for notebooks (time-filtered where a range is given).
+
+        The file is written next to ``path`` and moved into place at the end, so a reader never
+        sees a half-written extract.
+
+        Returns
+        -------
+        dict
+            Rows copied per table.
+        """
+        from workbench.store.embedded import DuckDBWarehouse
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".partial")
+        tmp.unlink(missing_ok=True)
+        names = list(tables) if tables is not None else [t.name for t in schema.tables()]
+        copied: dict[str, int] = {}
+        with DuckDBWarehouse(tmp) as out:
+            out.init_schema()
+            for name in names:
+                tbl = schema.table(name)
+                ranged = tbl.time_column is not None
+                arrow = self.read(name, start=start if ranged else None, end=end if ranged else None,
+                                  as_="arrow")
+                out.write(name, arrow)
+                copied[name] = arrow.num_rows
+        tmp.replace(target)
+        return copied

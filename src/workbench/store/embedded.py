@@ -1,0 +1,206 @@
+"""The embedded engine: one DuckDB file (the default when no database URL is set)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from workbench import schema
+from workbench.errors import StoreError
+from workbench.store.base import (
+    PRODUCTION_HOURLY_VIEW,
+    Frame,
+    FrameKind,
+    Warehouse,
+    from_arrow,
+    order_columns,
+    time_bounds,
+)
+
+_view_ids = itertools.count()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def upsert_clause(tbl: schema.Table) -> str:
+    """``ON CONFLICT`` clause shared by both engines (same syntax in DuckDB and PostgreSQL)."""
+    conflict = ", ".join(_quote(k) for k in tbl.key)
+    if tbl.on_conflict == "ignore":
+        return f"ON CONFLICT ({conflict}) DO NOTHING"
+    others = [c for c in tbl.column_names if c not in tbl.key]
+    sets = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in others)
+    lhs = ", ".join(f"{tbl.name}.{_quote(c)}" for c in others)
+    rhs = ", ".join(f"excluded.{_quote(c)}" for c in others)
+    # Only rows whose content changed count as written: a replay is a no-op, also in counts.
+    return f"ON CONFLICT ({conflict}) DO UPDATE SET {sets} WHERE ({lhs}) IS DISTINCT FROM ({rhs})"
+
+
+def production_hourly_sql(bucket: str) -> str:
+    """Hourly production per machine and part; ``bucket`` is the engine's time-bucket expression."""
+    return (
+        f"SELECT {bucket} AS hour, machine_id, part_number, "
+        "sum(good_count) AS good, sum(reject_count) AS rejects, "
+        "count(*) FILTER (WHERE event_type = 'cycle') AS cycles "
+        "FROM production_events GROUP BY 1, 2, 3"
+    )
+
+
+def probe_allowed(tbl: schema.Table) -> bool:
+    """Whether rows outside the stored time range can never collide with a stored key.
+
+    True when the time column is part of the key or of the hashed natural key: then an empty
+    time range in storage proves the batch is new and the plain (fast) load path is safe.
+    """
+    return tbl.time_column is not None and (
+        tbl.time_column in tbl.key or tbl.time_column in tbl.natural_key
+    )
+
+
+class DuckDBWarehouse(Warehouse):
+    """Warehouse in a DuckDB file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file; ``":memory:"`` for a throw-away warehouse.
+    read_only : bool
+        Open without write access (several readers may share the file).
+    """
+
+    engine = "duckdb"
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = path if str(path) == ":memory:" else Path(path)
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open the DuckDB warehouse {self.path}: {exc}") from None
+        # Arrow exports TIMESTAMPTZ in the session zone: pin it so reads are always UTC.
+        self._in_tx = False
+        self._run("SET TimeZone = 'UTC'")
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def _run(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        # DuckDB 2 refuses new work while a result is unconsumed: always drain.
+        return self.con.execute(statement, params).fetchall() if params else self.con.execute(
+            statement).fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- schema ------------------------------------------------------------------------------
+    def init_schema(self) -> None:
+        with self.transaction():
+            for tbl in schema.tables():
+                self._run(schema.create_table_sql(tbl, "duckdb"))
+            self._run(schema.schema_version_sql())
+            self._run(
+                f"CREATE OR REPLACE VIEW {PRODUCTION_HOURLY_VIEW} AS "
+                + production_hourly_sql("time_bucket(INTERVAL '1 hour', time)")
+            )
+            self._run(
+                "INSERT INTO schema_version SELECT ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM schema_version WHERE version = ?)",
+                [schema.SCHEMA_VERSION, dt.datetime.now(dt.UTC), schema.SCHEMA_VERSION],
+            )
+
+    def schema_version(self) -> int | None:
+        exists = self._run(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'")
+        if not exists[0][0]:
+            return None
+        return self._run("SELECT max(version) FROM schema_version")[0][0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._in_tx:
+            yield
+            return
+        self._run("BEGIN TRANSACTION")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        else:
+            self._run("COMMIT")
+        finally:
+            self._in_tx = False
+
+    # -- writes ------------------------------------------------------------------------------
+    def _write_arrow(self, tbl: schema.Table, arrow: pa.Table) -> int:
+        view = f"_wb_batch_{next(_view_ids)}"
+        cols = ", ".join(_quote(c) for c in tbl.column_names)
+        self.con.register(view, arrow)
+        try:
+            with self.transaction():
+                if self._range_is_empty(tbl, arrow):
+                    sql = f"INSERT INTO {tbl.name} ({cols}) SELECT {cols} FROM {view}"
+                else:
+                    sql = (f"INSERT INTO {tbl.name} ({cols}) SELECT {cols} FROM {view} "
+                           + upsert_clause(tbl))
+                rows = self._run(sql)
+        except duckdb.Error as exc:
+            raise StoreError(f"writing {arrow.num_rows} rows to {tbl.name} failed: {exc}") from None
+        finally:
+            self.con.unregister(view)
+        return int(rows[0][0]) if rows else 0
+
+    def _range_is_empty(self, tbl: schema.Table, arrow: pa.Table) -> bool:
+        if not probe_allowed(tbl):
+            return False
+        bounds = time_bounds(arrow, tbl.time_column)  # type: ignore[arg-type]
+        if bounds is None:
+            return True
+        col = _quote(tbl.time_column)  # type: ignore[arg-type]
+        rows = self._run(f"SELECT EXISTS (SELECT 1 FROM {tbl.name} WHERE {col} BETWEEN ? AND ?)",
+                         list(bounds))
+        return not rows[0][0]
+
+    # -- reads -------------------------------------------------------------------------------
+    def _read_arrow(self, tbl: schema.Table, columns: list[str],
+                    conditions: list[tuple[str, str, Any]]) -> pa.Table:
+        where, params = [], []
+        for col, op, value in conditions:
+            if op == "IN":
+                where.append(f"list_contains(?, {_quote(col)})")
+            else:
+                where.append(f"{_quote(col)} {op} ?")
+            params.append(value)
+        sql = f"SELECT {', '.join(_quote(c) for c in columns)} FROM {tbl.name}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join(_quote(c) for c in order_columns(tbl))
+        result = self.con.sql(sql, params=params) if params else self.con.sql(sql)
+        arrow = result.to_arrow_table()
+        target = pa.schema([pa.field(c, tbl.column(c).arrow_type) for c in columns])
+        return arrow.cast(target)
+
+    def query(self, statement: str, params: Sequence[Any] | dict[str, Any] | None = None, *,
+              as_: FrameKind = "pandas") -> Frame:
+        try:
+            result = self.con.sql(statement, params=params) if params else self.con.sql(statement)
+        except duckdb.Error as exc:
+            raise StoreError(f"query failed: {exc}") from None
+        if result is None:
+            return from_arrow(pa.table({}), as_)
+        return from_arrow(result.to_arrow_table(), as_)
+
+    def count(self, table: str) -> int:
+        tbl = schema.table(table)
+        return int(self._run(f"SELECT count(*) FROM {tbl.name}")[0][0])
