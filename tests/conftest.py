@@ -1,0 +1,65 @@
+"""Shared fixtures: a fresh warehouse on each engine.
+
+PostgreSQL is a real server (``WORKBENCH_TEST_DATABASE_URL``, default the local ``test``
+database). Each test gets its own schema, dropped afterwards. In CI (``CI`` set) an unreachable
+server is a failure, not a skip: ``.ci/run`` starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from workbench.store import DuckDBWarehouse, PostgresWarehouse, Warehouse
+
+PG_URL = os.environ.get("WORKBENCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_or_fail() -> str:
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        msg = f"PostgreSQL not reachable at {PG_URL}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " (CI must provide it: .ci/run starts it)")
+        pytest.skip(msg)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of the test PostgreSQL server (fails in CI, skips elsewhere when unreachable)."""
+    return _pg_or_fail()
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh, empty schema (dropped after the test)."""
+    name = f"wb_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in pg_url else "?"
+    yield f"{pg_url}{sep}options={quote(f'-csearch_path={name}')}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path) -> Iterator[Warehouse]:
+    """An initialised, empty warehouse on each engine."""
+    if request.param == "duckdb":
+        wh: Warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+        wh = PostgresWarehouse(url, timescale="off")
+    wh.init_schema()
+    try:
+        yield wh
+    finally:
+        wh.close()
