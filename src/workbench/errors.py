@@ -49,6 +49,10 @@ class SimulationError(WorkbenchError):
     """The simulator was asked for something it cannot produce."""
 
 
+class SamplingError(WorkbenchError):
+    """A sampling plan was asked for outside the standard's tables, or a decision is impossible."""
+
+
 class Problem:
     """One located problem in input data: file, row (1-based, as a spreadsheet shows it), column."""
 

@@ -1,0 +1,307 @@
+"""``workbench`` — the command line.
+
+Every command reads the settings (``WORKBENCH_*`` / ``.env``); errors of the workbench are shown
+as one clear message and exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from workbench import config as wb_config
+from workbench.errors import WorkbenchError
+
+app = typer.Typer(help="Analytics workbench for manufacturing plants.", no_args_is_help=True,
+                  add_completion=False)
+db_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+KERNEL_NAME = "workbench"
+
+
+def friendly(func: F) -> F:
+    """Turn WorkbenchError into a message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except WorkbenchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-20", param_hint=option) from None
+
+
+def _counts_table(title: str, rows: dict[str, tuple[Any, ...]], headers: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("table")
+    for h in headers:
+        table.add_column(h, justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *(f"{v:,}" if isinstance(v, int) else str(v) for v in values))
+    return table
+
+
+# -- simulate / demo ------------------------------------------------------------------------------
+
+def _simulate_and_load(*, machines: int, lines: int, days: int, start: str | None, seed: int,
+                       telemetry: bool, cycle_events: bool, title: str) -> None:
+    from workbench.demo import build_demo, default_start
+    from workbench.simulate import PlantConfig
+    from workbench.store import open_warehouse
+
+    settings = wb_config.settings()
+    first = _parse_date(start, "--start") or default_start(days, settings.tz)
+    cfg = PlantConfig(seed=seed, n_machines=machines, n_lines=lines, days=days, start=first,
+                      timezone=settings.plant_timezone, site=settings.site, telemetry=telemetry,
+                      cycle_events=cycle_events, micro_stop_threshold_s=settings.micro_stop_threshold_s)
+    console.print(f"Simulating {machines} machines on {lines} lines, {days} days from {first} "
+                  f"(seed {seed}, {settings.plant_timezone}) …")
+    with open_warehouse(settings) as wh:
+        summary = build_demo(cfg, settings, wh)
+        totals = wh.counts()
+    rows = {name: (r.written, r.unchanged, totals[name]) for name, r in summary.results.items()}
+    console.print(_counts_table(title, rows, ("written", "already there", "rows in table")))
+    console.print(f"Warehouse:    {summary.warehouse}")
+    console.print(f"Ground truth: {summary.truth_dir}")
+    console.print(f"Days:         {summary.first_day} … {summary.last_day} (plant time)")
+
+
+@app.command()
+@friendly
+def demo(
+    machines: Annotated[int, typer.Option(help="Number of machines.")] = 12,
+    lines: Annotated[int, typer.Option(help="Number of production lines.")] = 3,
+    days: Annotated[int, typer.Option(help="Days to simulate, ending yesterday.")] = 30,
+    start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD) instead.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same plant).")] = 7,
+) -> None:
+    """Build the demo plant: simulate, load the warehouse, keep the ground truth, print a summary."""
+    _simulate_and_load(machines=machines, lines=lines, days=days, start=start, seed=seed,
+                       telemetry=True, cycle_events=True, title="Demo plant loaded")
+
+
+@app.command()
+@friendly
+def simulate(
+    machines: Annotated[int, typer.Option(help="Number of machines.")] = 12,
+    lines: Annotated[int, typer.Option(help="Number of production lines.")] = 3,
+    days: Annotated[int, typer.Option(help="Days to simulate.")] = 30,
+    start: Annotated[str | None, typer.Option(help="First day YYYY-MM-DD (default: ends yesterday).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    telemetry: Annotated[bool, typer.Option(help="Simulate sensor telemetry.")] = True,
+    cycle_events: Annotated[bool, typer.Option(
+        help="One production event per cycle (else one count event per machine-minute).")] = True,
+) -> None:
+    """Simulate a plant of any size into the configured warehouse (with its ground truth)."""
+    _simulate_and_load(machines=machines, lines=lines, days=days, start=start, seed=seed,
+                       telemetry=telemetry, cycle_events=cycle_events, title="Simulated plant loaded")
+
+
+# -- db --------------------------------------------------------------------------------------------
+
+@db_app.command("init")
+@friendly
+def db_init() -> None:
+    """Create the canonical tables (idempotent) and record the schema version."""
+    from workbench.store import PostgresWarehouse, open_warehouse
+
+    with open_warehouse() as wh:
+        wh.init_schema()
+        extra = ""
+        if isinstance(wh, PostgresWarehouse):
+            extra = " with TimescaleDB" if wh.uses_timescale() else " (plain PostgreSQL)"
+        console.print(f"Schema version {wh.schema_version()} ready in {wh.engine}{extra}: {wh.location}")
+
+
+@db_app.command("counts")
+@friendly
+def db_counts() -> None:
+    """Row counts of every canonical table."""
+    from workbench.store import open_warehouse
+
+    with open_warehouse(read_only=True) as wh:
+        counts = wh.counts()
+        console.print(_counts_table(f"{wh.engine}: {wh.location}", {k: (v,) for k, v in counts.items()},
+                                    ("rows",)))
+
+
+@db_app.command("extract")
+@friendly
+def db_extract(
+    path: Annotated[Path, typer.Argument(help="DuckDB file to write.")],
+    start: Annotated[str | None, typer.Option(help="First day (plant time), YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Day after the last (plant time), YYYY-MM-DD.")] = None,
+) -> None:
+    """Export a DuckDB extract of the warehouse for notebooks (optionally one date range)."""
+    from workbench.store import open_warehouse
+
+    settings = wb_config.settings()
+
+    def instant(value: str | None, option: str) -> dt.datetime | None:
+        day = _parse_date(value, option)
+        return None if day is None else dt.datetime.combine(day, dt.time(), tzinfo=settings.tz)
+
+    with open_warehouse(read_only=True) as wh:
+        copied = wh.export_extract(path, start=instant(start, "--start"), end=instant(end, "--end"))
+    console.print(_counts_table(f"Extract written: {path}", {k: (v,) for k, v in copied.items()}, ("rows",)))
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+@app.command("import")
+@friendly
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="CSV or Excel (.xlsx) files.", exists=True,
+                                                dir_okay=False)],
+    table: Annotated[str | None, typer.Option(help="Canonical table (default: from the file name).")] = None,
+    timezone: Annotated[str | None, typer.Option(
+        help="Zone of timestamps written without an offset, e.g. Europe/Berlin.")] = None,
+    source: Annotated[str, typer.Option(help="Source name recorded on every row.")] = "import",
+    sheet: Annotated[str | None, typer.Option(help="Excel sheet (default: the first).")] = None,
+) -> None:
+    """Load production, downtime or scrap history from spreadsheets.
+
+    A file with any bad row is rejected whole — nothing of it is written — and every problem is
+    listed with its file, row and column. Importing the same file again changes nothing.
+    """
+    from workbench.ingest import import_file
+    from workbench.store import open_warehouse
+
+    with open_warehouse() as wh:
+        wh.init_schema()
+        for path in files:
+            result = import_file(path, wh, table=table, timezone=timezone, source=source, sheet=sheet)
+            console.print(f"{path}: {result.rows_read:,} rows read → {result.table}: "
+                          f"{result.rows_written:,} written, {result.rows_unchanged:,} already there")
+
+
+# -- lab -------------------------------------------------------------------------------------------
+
+@app.command()
+@friendly
+def lab(
+    port: Annotated[int, typer.Option(help="Port for JupyterLab.")] = 8888,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+) -> None:
+    """Start JupyterLab on notebooks/ with the project kernel."""
+    settings = wb_config.settings()
+    notebooks = settings.home / "notebooks"
+    notebooks.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}", f"--port={port}",
+           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"]
+    if no_browser:
+        cmd.append("--no-browser")
+    env = dict(os.environ, WORKBENCH_HOME=str(settings.home))
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+# -- doctor ----------------------------------------------------------------------------------------
+
+REQUIRED_MODULES = ("pandas", "polars", "pyarrow", "duckdb", "psycopg", "papermill", "nbconvert",
+                    "plotly", "prefect", "statsmodels", "sklearn", "imblearn", "shap", "prophet",
+                    "asyncua", "pymodbus", "mlflow", "jupyterlab")
+
+
+def doctor_checks() -> list[tuple[str, bool, str]]:
+    """Run the installation checks: (what, ok, detail or hint)."""
+    checks: list[tuple[str, bool, str]] = []
+    py_ok = sys.version_info[:2] == (3, 11)
+    checks.append(("python 3.11", py_ok, sys.version.split()[0]))
+    for mod in REQUIRED_MODULES:
+        try:
+            m = importlib.import_module(mod)
+            checks.append((f"package {mod}", True, str(getattr(m, "__version__", "installed"))))
+        except Exception as exc:  # a broken install can raise anything at import time
+            checks.append((f"package {mod}", False, f"{type(exc).__name__}: {exc} — run `make venv`"))
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        specs = KernelSpecManager().find_kernel_specs()
+        checks.append((f"jupyter kernel '{KERNEL_NAME}'", KERNEL_NAME in specs,
+                       specs.get(KERNEL_NAME, "missing — run `make venv`")))
+    except Exception as exc:
+        checks.append((f"jupyter kernel '{KERNEL_NAME}'", False, str(exc)))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    checks.append(("chromium (report tests only)", True, chromium or "not installed (optional)"))
+    try:
+        settings = wb_config.load()
+    except WorkbenchError as exc:
+        checks.append(("settings", False, str(exc)))
+        return checks
+    checks.append(("settings", True, f"engine {settings.engine}, plant zone {settings.plant_timezone}"))
+    data = settings.data_path
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        writable = os.access(data, os.W_OK)
+    except OSError:
+        writable = False
+    checks.append(("data directory writable", writable, str(data)))
+    from workbench.store import PostgresWarehouse, open_warehouse
+
+    if settings.engine == "duckdb" and not settings.warehouse_path.exists():
+        checks.append(("warehouse (duckdb)", False,
+                       f"{settings.warehouse_path} does not exist yet: run `make demo` or "
+                       "`workbench db init`"))
+        return checks
+    try:
+        with open_warehouse(settings, read_only=settings.engine == "duckdb") as wh:
+            version = wh.schema_version()
+            checks.append((f"warehouse ({wh.engine})", True, wh.location))
+            checks.append(("schema", version is not None,
+                           f"version {version}" if version else "not initialised — run `workbench db init`"))
+            if isinstance(wh, PostgresWarehouse):
+                ts = wh.timescale_available()
+                checks.append(("timescaledb extension", True,
+                               "available" if ts else "not available: plain PostgreSQL mode (fine)"))
+    except WorkbenchError as exc:
+        checks.append(("warehouse", False, str(exc)))
+    return checks
+
+
+@app.command()
+def doctor() -> None:
+    """Check the installation and connections; say what is missing and how to fix it."""
+    checks = doctor_checks()
+    table = Table(title="workbench doctor", title_justify="left")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail")
+    for what, ok, detail in checks:
+        table.add_row(what, "[green]ok[/]" if ok else "[red]MISSING[/]", detail)
+    console.print(table)
+    failed = [what for what, ok, _ in checks if not ok]
+    if failed:
+        console.print(f"[red]{len(failed)} problem(s):[/] {', '.join(failed)}")
+        raise typer.Exit(1)
+    console.print("[green]All checks passed.[/]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
