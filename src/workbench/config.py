@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="WORKBENCH_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        env_ignore_empty=True,
     )
 
     home: Path = Field(default_factory=project_dir, description="project directory")
