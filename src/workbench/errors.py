@@ -53,6 +53,10 @@ class SamplingError(WorkbenchError):
     """A sampling plan was asked for outside the standard's tables, or a decision is impossible."""
 
 
+class OEEError(WorkbenchError):
+    """OEE inputs are inconsistent (overlapping states, missing ideal rates, unknown grain)."""
+
+
 class Problem:
     """One located problem in input data: file, row (1-based, as a spreadsheet shows it), column."""
 
