@@ -53,8 +53,16 @@ class SamplingError(WorkbenchError):
     """A sampling plan was asked for outside the standard's tables, or a decision is impossible."""
 
 
+class SPCError(WorkbenchError):
+    """An SPC chart, rule set, capability study or limit set cannot be built from what was given."""
+
+
 class OEEError(WorkbenchError):
     """OEE inputs are inconsistent (overlapping states, missing ideal rates, unknown grain)."""
+
+
+class LossesError(WorkbenchError):
+    """Loss analysis inputs are inconsistent (negative durations, unknown grouping, missing data)."""
 
 
 class Problem:

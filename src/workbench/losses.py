@@ -1,0 +1,192 @@
+"""Losses: downtime and scrap Pareto with cost, yields, cost of downtime, micro-stop statistics.
+
+Blank reason codes are never dropped: they are their own bar, ``(uncoded)``, so a Pareto always
+accounts for all the time and scrap it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import LossesError
+
+UNCODED = "(uncoded)"
+DOWNTIME_KEYS = ("reason_category", "reason_code", "machine_id", "shift", "predicted_category")
+SCRAP_KEYS = ("scrap_category", "scrap_reason", "part_number", "machine_id", "work_order")
+
+
+def _need(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LossesError(f"{name} lacks column(s) {', '.join(missing)}")
+
+
+def _pareto(frame: pd.DataFrame, key: str, measures: dict[str, pd.Series], sort_by: str) -> pd.DataFrame:
+    keys = frame[key].astype("object").where(frame[key].notna() & (frame[key].astype(str) != ""), UNCODED)
+    data = pd.DataFrame({key: keys.to_numpy(), **{k: v.to_numpy() for k, v in measures.items()}})
+    out = data.groupby(key, sort=False, dropna=False).sum().reset_index()
+    # Largest first; ties in key order so the chart is the same on every run.
+    out = out.sort_values([sort_by, key], ascending=[False, True], kind="stable").reset_index(drop=True)
+    total = out[sort_by].sum()
+    out["share"] = out[sort_by] / total if total > 0 else np.nan
+    out["cumulative_share"] = out["share"].cumsum()
+    if total > 0:
+        out.loc[out.index[-1], "cumulative_share"] = 1.0  # exact 100 % despite float sums
+    return out
+
+
+def downtime_pareto(downtime: pd.DataFrame, *, by: str = "reason_category", measure: str = "minutes",
+                    include_planned: bool = False, reason_codes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Downtime Pareto: minutes and events per category / reason / machine / shift.
+
+    Parameters
+    ----------
+    downtime : DataFrame
+        ``downtime_events`` rows.
+    by : str
+        One of ``DOWNTIME_KEYS``.
+    measure : {"minutes", "events"}
+        What the bars are sorted by.
+    include_planned : bool
+        Keep planned stops (maintenance, no demand). Off by default: they are not losses.
+    reason_codes : DataFrame, optional
+        Used to fill ``reason_category`` / ``planned`` from ``reason_code`` where missing.
+
+    Returns
+    -------
+    DataFrame
+        ``by``, minutes, events, share, cumulative_share (of the sorting measure), largest first.
+    """
+    if by not in DOWNTIME_KEYS:
+        raise LossesError(f"cannot make a downtime Pareto by {by!r}; choose from {', '.join(DOWNTIME_KEYS)}")
+    if measure not in ("minutes", "events"):
+        raise LossesError(f"measure must be 'minutes' or 'events', not {measure!r}")
+    _need(downtime, "downtime_events", ("machine_id", "duration_min", by))
+    d = _with_reason_details(downtime, reason_codes)
+    if (d["duration_min"] < 0).any():
+        row = d[d["duration_min"] < 0].iloc[0]
+        raise LossesError(f"downtime_events: negative duration {row.duration_min} min on {row.machine_id} "
+                          f"at {row.get('time_start')}")
+    if not include_planned and "planned" in d.columns:
+        d = d[~d["planned"].fillna(False).astype(bool)]
+    return _pareto(d, by, {"minutes": d["duration_min"].astype(float),
+                           "events": pd.Series(1, index=d.index)}, measure)
+
+
+def _with_reason_details(downtime: pd.DataFrame, reason_codes: pd.DataFrame | None) -> pd.DataFrame:
+    d = downtime.copy()
+    if reason_codes is None or reason_codes.empty or "reason_code" not in d.columns:
+        return d
+    lookup = reason_codes.set_index("code")
+    for col, src in (("reason_category", "category"), ("planned", "planned")):
+        mapped = d["reason_code"].map(lookup[src])
+        d[col] = d[col].where(d[col].notna(), mapped) if col in d.columns else mapped
+    return d
+
+
+def scrap_cost(scrap: pd.DataFrame, *, work_orders: pd.DataFrame | None = None) -> pd.Series:
+    """Cost of each scrap row: its material + labor cost, or quantity × the work order's material
+    cost per unit where the row carries no cost."""
+    _need(scrap, "scrap_events", ("quantity",))
+    if (scrap["quantity"] < 0).any():
+        raise LossesError("scrap_events: negative quantity")
+    material = scrap["material_cost"] if "material_cost" in scrap.columns else pd.Series(np.nan, scrap.index)
+    labor = scrap["labor_cost"] if "labor_cost" in scrap.columns else pd.Series(np.nan, scrap.index)
+    if work_orders is not None and not work_orders.empty and "work_order" in scrap.columns:
+        unit = scrap["work_order"].map(work_orders.set_index("work_order")["material_cost_per_unit"])
+        material = material.fillna(scrap["quantity"] * unit)
+    return material.fillna(0.0).astype(float) + labor.fillna(0.0).astype(float)
+
+
+def scrap_pareto(scrap: pd.DataFrame, *, by: str = "scrap_category", measure: str = "cost",
+                 work_orders: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Scrap Pareto by category / reason / part / machine / work order, with quantity and cost
+    (material + labor, see :func:`scrap_cost`)."""
+    if by not in SCRAP_KEYS:
+        raise LossesError(f"cannot make a scrap Pareto by {by!r}; choose from {', '.join(SCRAP_KEYS)}")
+    if measure not in ("cost", "quantity"):
+        raise LossesError(f"measure must be 'cost' or 'quantity', not {measure!r}")
+    _need(scrap, "scrap_events", ("quantity", by))
+    cost = scrap_cost(scrap, work_orders=work_orders)
+    return _pareto(scrap, by, {"quantity": scrap["quantity"].astype("int64"), "cost": cost}, measure)
+
+
+def yields(production: pd.DataFrame, *, scrap: pd.DataFrame | None = None,
+           parts: pd.DataFrame | None = None, by: str = "part_family") -> pd.DataFrame:
+    """First-pass yield and final yield per part family (or part / machine).
+
+    first_pass_yield = good first time / produced (rejects at the machine are first-pass
+    failures); final_yield = (produced − scrapped) / produced, where rejects that were reworked
+    and not scrapped count as recovered. Without scrap data the final yield equals the FPY.
+    """
+    _need(production, "production_events", ("machine_id", "part_number", "good_count", "reject_count"))
+    p = production.copy()
+    if by == "part_family":
+        if parts is None or parts.empty:
+            raise LossesError("yield by part_family needs the parts table")
+        p["part_family"] = p["part_number"].map(parts.set_index("part_number")["part_family"])
+        unknown = p["part_family"].isna()
+        if unknown.any():
+            raise LossesError(f"part(s) without a family in parts: "
+                              f"{', '.join(map(str, sorted(p.loc[unknown, 'part_number'].unique())[:10]))}")
+    elif by not in ("part_number", "machine_id"):
+        raise LossesError(f"yield by {by!r}: choose part_family, part_number or machine_id")
+    p["produced"] = p["good_count"].fillna(0) + p["reject_count"].fillna(0)
+    out = p.groupby(by).agg(produced=("produced", "sum"), good=("good_count", "sum"),
+                            rejects=("reject_count", "sum"))
+    if scrap is not None and not scrap.empty:
+        s = scrap.copy()
+        if by == "part_family":
+            s["part_family"] = s["part_number"].map(parts.set_index("part_number")["part_family"])  # type: ignore[union-attr]
+        out["scrapped"] = s.groupby(by)["quantity"].sum().reindex(out.index).fillna(0)
+    else:
+        out["scrapped"] = out["rejects"]
+    produced = out["produced"].astype(float)
+    out["first_pass_yield"] = (out["good"] / produced).where(produced > 0)
+    out["final_yield"] = ((produced - out["scrapped"]) / produced).where(produced > 0)
+    return out.reset_index()
+
+
+def downtime_cost(downtime: pd.DataFrame, *, work_orders: pd.DataFrame, by: str = "reason_category",
+                  overhead_per_hour: float = 0.0, include_planned: bool = False,
+                  reason_codes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Cost of downtime from the ERP's labor rate of the work order that was running, plus an
+    optional machine overhead rate: cost = hours × (labor_rate_per_hour + overhead_per_hour).
+
+    Stops without a work order (or whose order has no rate) are costed at the overhead rate only
+    and counted in ``minutes_without_rate`` so the gap is visible.
+    """
+    _need(downtime, "downtime_events", ("duration_min", "work_order", by))
+    d = _with_reason_details(downtime, reason_codes)
+    if not include_planned and "planned" in d.columns:
+        d = d[~d["planned"].fillna(False).astype(bool)]
+    rate = d["work_order"].map(work_orders.set_index("work_order")["labor_rate_per_hour"])
+    hours = d["duration_min"].astype(float) / 60.0
+    cost = hours * (rate.fillna(0.0) + overhead_per_hour)
+    frame = pd.DataFrame({by: d[by].astype("object").where(d[by].notna(), UNCODED),
+                          "minutes": d["duration_min"].astype(float), "cost": cost,
+                          "minutes_without_rate": d["duration_min"].where(rate.isna(), 0.0).astype(float)})
+    out = frame.groupby(by).sum().sort_values("cost", ascending=False).reset_index()
+    return out
+
+
+def micro_stop_stats(states: pd.DataFrame, *, threshold_s: float = 120.0) -> pd.DataFrame:
+    """Micro-stops (idle or down intervals shorter than the threshold) per machine: count, total
+    minutes, mean and 90th-percentile duration in seconds, and stops per running hour."""
+    _need(states, "machine_states", ("machine_id", "time_start", "time_end", "state"))
+    dur = (states["time_end"] - states["time_start"]).dt.total_seconds()
+    if (dur < 0).any():
+        raise LossesError("machine_states: an interval ends before it starts")
+    stop = states["state"].isin(("idle", "down")) & (dur < threshold_s)
+    run_h = dur.where(states["state"] == "running", 0.0).groupby(states["machine_id"]).sum() / 3600.0
+    s = pd.DataFrame({"machine_id": states.loc[stop, "machine_id"], "seconds": dur[stop]})
+    g = s.groupby("machine_id")["seconds"]
+    out = pd.DataFrame({"micro_stops": g.size(), "minutes": g.sum() / 60.0, "mean_s": g.mean(),
+                        "p90_s": g.quantile(0.9)}).reindex(run_h.index)
+    out["micro_stops"] = out["micro_stops"].fillna(0).astype("int64")
+    out["minutes"] = out["minutes"].fillna(0.0)
+    out["per_running_hour"] = (out["micro_stops"] / run_h).where(run_h > 0)
+    return out.reset_index()
