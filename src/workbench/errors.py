@@ -53,6 +53,10 @@ class SamplingError(WorkbenchError):
     """A sampling plan was asked for outside the standard's tables, or a decision is impossible."""
 
 
+class ReliabilityError(WorkbenchError):
+    """Reliability input is unusable (bad durations, overlapping stops, too few failures)."""
+
+
 class SPCError(WorkbenchError):
     """An SPC chart, rule set, capability study or limit set cannot be built from what was given."""
 
