@@ -7,6 +7,7 @@ server is a failure, not a skip: ``.ci/run`` starts it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from workbench.simulate import PlantConfig, SimulatedPlant, simulate_plant
 from workbench.store import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 PG_URL = os.environ.get("WORKBENCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -63,3 +65,23 @@ def warehouse(request: pytest.FixtureRequest, tmp_path) -> Iterator[Warehouse]:
         yield wh
     finally:
         wh.close()
+
+
+# -- simulated plants, simulated once per session -------------------------------------------
+
+#: 4 machines x 10 days across the end of US daylight saving time (Sunday 2026-11-01). Saturday is
+#: scheduled, so the C shift of Saturday 2026-10-31 runs 22:00 CDT -> 06:00 CST: 9 hours.
+SMALL = PlantConfig(seed=11, n_machines=4, n_lines=2, days=10, start=dt.date(2026, 10, 26),
+                    workdays=(0, 1, 2, 3, 4, 5))
+
+
+@pytest.fixture(scope="session")
+def small_plant() -> SimulatedPlant:
+    """The small plant across the DST change."""
+    return simulate_plant(SMALL)
+
+
+@pytest.fixture(scope="session")
+def default_plant() -> SimulatedPlant:
+    """The default plant (12 machines, 3 lines, 30 days from 2026-10-19, America/Chicago)."""
+    return simulate_plant(PlantConfig())
