@@ -24,12 +24,14 @@ from rich.table import Table
 from workbench import config as wb_config
 from workbench.errors import WorkbenchError
 from workbench.sampling_cli import app as sampling_app
+from workbench.spc.cli import app as spc_app
 
 app = typer.Typer(help="Analytics workbench for manufacturing plants.", no_args_is_help=True,
                   add_completion=False)
 db_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sampling_app, name="sampling")
+app.add_typer(spc_app, name="spc")
 console = Console()
 err_console = Console(stderr=True)
 
