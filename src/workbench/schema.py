@@ -103,6 +103,9 @@ class Table:
         TimescaleDB retention for raw time series; ``None`` keeps everything.
     hypertable : bool
         Whether the table becomes a hypertable when TimescaleDB is present.
+    volatile : tuple of str
+        Bookkeeping columns (e.g. ``computed_at``) that are updated with a changed row but do not
+        by themselves make a row "changed": recomputing the same numbers is a no-op.
     """
 
     name: str
@@ -112,6 +115,7 @@ class Table:
     natural_key: tuple[str, ...] = ()
     time_column: str | None = None
     on_conflict: OnConflict = "ignore"
+    volatile: tuple[str, ...] = ()
     retention_days: int | None = None
     hypertable: bool = False
     doc: str = ""
@@ -313,7 +317,7 @@ _register(Table(
      _c("availability", "double"), _c("performance", "double"), _c("quality", "double"),
      _c("oee", "double"), _c("good", "bigint"), _c("rejects", "bigint"),
      _c("computed_at", "timestamptz")),
-    key=("machine_id", "hour"), time_column="hour", on_conflict="update",
+    key=("machine_id", "hour"), time_column="hour", on_conflict="update", volatile=("computed_at",),
     doc="hourly OEE roll-up written by workbench.oee"))
 
 _register(Table(

@@ -199,6 +199,7 @@ class Warehouse(abc.ABC):
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
         machines: Iterable[str] | None = None,
+        overlap: bool = False,
         as_: FrameKind = "pandas",
     ) -> Frame:
         """Read a canonical table, optionally one time range ``[start, end)`` and some machines.
@@ -213,20 +214,26 @@ class Warehouse(abc.ABC):
             Tz-aware bounds on the table's time column (half-open).
         machines : iterable of str, optional
             Only these machine ids (tables with a ``machine_id`` column).
+        overlap : bool
+            For interval tables (``time_start`` / ``time_end``): every row whose interval overlaps
+            ``[start, end)``, not only those starting in it.
         as_ : {"pandas", "polars", "arrow"}
             Frame kind returned.
         """
         tbl = schema.table(table)
         cols = check_columns(tbl, columns)
         conditions: list[tuple[str, str, Any]] = []
-        for bound, op in ((start, ">="), (end, "<")):
+        if overlap and not {"time_start", "time_end"} <= set(tbl.column_names):
+            raise StoreError(f"{table} has no time_start/time_end interval to overlap")
+        lower = ("time_end", ">") if overlap else (tbl.time_column, ">=")
+        for bound, (column, op) in ((start, lower), (end, (tbl.time_column, "<"))):
             if bound is None:
                 continue
-            if tbl.time_column is None:
+            if column is None:
                 raise StoreError(f"{table} has no time column to filter on")
             if bound.tzinfo is None:
                 raise StoreError(f"read({table}): start/end must be timezone-aware, got {bound!r}")
-            conditions.append((tbl.time_column, op, bound))
+            conditions.append((column, op, bound))
         if machines is not None:
             if "machine_id" not in tbl.column_names:
                 raise StoreError(f"{table} has no machine_id column to filter on")

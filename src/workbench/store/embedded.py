@@ -38,8 +38,9 @@ def upsert_clause(tbl: schema.Table) -> str:
         return f"ON CONFLICT ({conflict}) DO NOTHING"
     others = [c for c in tbl.column_names if c not in tbl.key]
     sets = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in others)
-    lhs = ", ".join(f"{tbl.name}.{_quote(c)}" for c in others)
-    rhs = ", ".join(f"excluded.{_quote(c)}" for c in others)
+    compared = [c for c in others if c not in tbl.volatile]
+    lhs = ", ".join(f"{tbl.name}.{_quote(c)}" for c in compared)
+    rhs = ", ".join(f"excluded.{_quote(c)}" for c in compared)
     # Only rows whose content changed count as written: a replay is a no-op, also in counts.
     return f"ON CONFLICT ({conflict}) DO UPDATE SET {sets} WHERE ({lhs}) IS DISTINCT FROM ({rhs})"
 

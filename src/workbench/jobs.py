@@ -1,0 +1,70 @@
+"""Jobs: read what an analysis needs from the warehouse, run it, write the result back.
+
+This is the I/O edge the CLI, the notebooks and the Prefect flows share; the analytics modules
+themselves never touch the warehouse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from workbench import oee
+from workbench.errors import WorkbenchError
+from workbench.store import Warehouse, WriteResult
+
+_ALL = ("machines", "part_rates", "reason_codes")
+_INTERVALS = ("machine_states", "shift_calendar", "planned_stops", "downtime_events")
+
+
+def _check_range(start: dt.datetime, end: dt.datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise WorkbenchError(f"start and end must be timezone-aware (got {start!r}, {end!r})")
+    if end <= start:
+        raise WorkbenchError(f"end {end} is not after start {start}")
+
+
+def load_plant_frames(warehouse: Warehouse, *, start: dt.datetime, end: dt.datetime,
+                      machines: list[str] | None = None) -> oee.PlantFrames:
+    """The tables OEE and the loss analyses need for ``[start, end)``.
+
+    Interval tables are read by overlap, so a stop that began before ``start`` is included;
+    production events completing exactly at ``end`` are included (they belong to the period
+    ending there).
+    """
+    _check_range(start, end)
+    frames: dict[str, pd.DataFrame] = {name: warehouse.read(name) for name in _ALL}
+    if machines is not None:
+        frames["machines"] = frames["machines"][frames["machines"]["machine_id"].isin(machines)]
+    for name in _INTERVALS:
+        kwargs = {"machines": machines} if machines is not None and name != "shift_calendar" \
+            and name != "planned_stops" else {}
+        frames[name] = warehouse.read(name, start=start, end=end, overlap=True, **kwargs)
+    events = warehouse.read("production_events", start=start, end=end + dt.timedelta(microseconds=1),
+                            machines=machines)
+    frames["production_events"] = events[events["time"] > pd.Timestamp(start)]
+    return oee.PlantFrames.from_tables(frames)
+
+
+def compute_oee(warehouse: Warehouse, *, start: dt.datetime, end: dt.datetime, tz: str,
+                by: tuple[str, ...] = ("machine_id", "day"), micro_stop_threshold_s: float = 120.0,
+                machines: list[str] | None = None) -> oee.OEEResult:
+    """OEE for ``[start, end)`` straight from the warehouse."""
+    frames = load_plant_frames(warehouse, start=start, end=end, machines=machines)
+    return oee.compute(frames, by=by, tz=tz, micro_stop_threshold_s=micro_stop_threshold_s,
+                       start=start, end=end)
+
+
+def roll_up_oee_hourly(warehouse: Warehouse, *, start: dt.datetime, end: dt.datetime, tz: str,
+                       micro_stop_threshold_s: float = 120.0,
+                       computed_at: dt.datetime | None = None) -> WriteResult:
+    """Compute hourly OEE per machine for ``[start, end)`` and upsert it into ``oee_hourly``.
+
+    Re-running it over the same data writes nothing (``computed_at`` alone does not make a row
+    changed); late data or corrected reason codes update just the hours they touch.
+    """
+    result = compute_oee(warehouse, start=start, end=end, tz=tz, by=("machine_id", "hour"),
+                         micro_stop_threshold_s=micro_stop_threshold_s)
+    rows = oee.oee_hourly_rows(result, computed_at=computed_at or dt.datetime.now(dt.UTC))
+    return warehouse.write("oee_hourly", rows)
