@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -47,8 +50,17 @@ def test_demo_command_prints_counts_and_location(tmp_path, monkeypatch) -> None:
     try:
         result = CliRunner().invoke(app, ["demo", "--machines", "3", "--lines", "1", "--days", "3",
                                           "--start", "2026-11-02"], catch_exceptions=False)
+        report = CliRunner().invoke(app, ["oee", "--start", "2026-11-03", "--by", "machine_id", "--json",
+                                          "--rollup"], catch_exceptions=False)
     finally:
         config.reset()
+    assert report.exit_code == 0, report.output
+    records = json.loads(report.stdout)
+    truth = GroundTruth.load(tmp_path / "data" / "ground_truth").oee
+    truth = truth[truth["shift_date"] == dt.date(2026, 11, 3)].set_index("machine_id")
+    assert len(records) == 3
+    for rec in records:
+        assert rec["oee"] == pytest.approx(truth.loc[rec["machine_id"], "oee"], abs=1e-9)
     assert result.exit_code == 0, result.output
     assert "machine_telemetry" in result.output and "production_events" in result.output
     assert str(tmp_path / "data" / "warehouse.duckdb") in result.output

@@ -177,6 +177,59 @@ def db_extract(
     console.print(_counts_table(f"Extract written: {path}", {k: (v,) for k, v in copied.items()}, ("rows",)))
 
 
+# -- oee -------------------------------------------------------------------------------------------
+
+@app.command("oee")
+@friendly
+def oee_command(
+    start: Annotated[str, typer.Option(help="First production day (plant time), YYYY-MM-DD.")],
+    end: Annotated[str | None, typer.Option(help="Day after the last (default: start + 1 day).")] = None,
+    by: Annotated[str, typer.Option(help="Grouping: machine_id, line, site, hour, shift, day, week "
+                                         "(comma-separated; '' for the whole plant).")] = "machine_id,day",
+    rollup: Annotated[bool, typer.Option("--rollup", help="Also upsert oee_hourly for the range.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """OEE (ISO 22400-2) from the warehouse: availability, performance, quality per group."""
+    from workbench import jobs
+    from workbench.store import open_warehouse
+
+    settings = wb_config.settings()
+    first = _parse_date(start, "--start")
+    last = _parse_date(end, "--end") or first + dt.timedelta(days=1)  # type: ignore[operator]
+    grouping = tuple(g.strip() for g in by.split(",") if g.strip())
+    with open_warehouse() as wh:
+        t0, t1 = jobs.production_day_range(wh, first=first, last=last,  # type: ignore[arg-type]
+                                           tz=settings.plant_timezone)
+        result = jobs.compute_oee(wh, start=t0, end=t1, tz=settings.plant_timezone, by=grouping,
+                                  micro_stop_threshold_s=settings.micro_stop_threshold_s)
+        written = None
+        if rollup:
+            written = jobs.roll_up_oee_hourly(wh, start=t0, end=t1, tz=settings.plant_timezone,
+                                              micro_stop_threshold_s=settings.micro_stop_threshold_s)
+    cols = [*grouping, "pbt_min", "apt_min", "down_min", "setup_min", "no_data_min", "good", "rejects",
+            "availability", "performance", "quality", "oee"]
+    table = result.table[cols]
+    if as_json:
+        typer.echo(table.to_json(orient="records", date_format="iso", indent=2))
+    else:
+        out = Table(title=f"OEE {first} … {last - dt.timedelta(days=1)}", title_justify="left")
+        for c in cols:
+            out.add_column(c, justify="left" if c in grouping else "right")
+        for row in table.itertuples(index=False):
+            cells = []
+            for c, v in zip(cols, row, strict=True):
+                if c in ("availability", "performance", "quality", "oee"):
+                    cells.append("—" if v != v else f"{v:.1%}")
+                elif isinstance(v, float):
+                    cells.append(f"{v:,.1f}")
+                else:
+                    cells.append(f"{v:,}" if isinstance(v, int) else str(v))
+            out.add_row(*cells)
+        console.print(out)
+    if written is not None:
+        err_console.print(f"oee_hourly: {written.written:,} rows written, {written.unchanged:,} unchanged")
+
+
 # -- import ----------------------------------------------------------------------------------------
 
 @app.command("import")

@@ -25,6 +25,26 @@ def _check_range(start: dt.datetime, end: dt.datetime) -> None:
         raise WorkbenchError(f"end {end} is not after start {start}")
 
 
+def production_day_range(warehouse: Warehouse, *, first: dt.date, last: dt.date,
+                         tz: str) -> tuple[dt.datetime, dt.datetime]:
+    """Instants bounding production days ``first`` … ``last - 1``.
+
+    A production day starts with its first shift (e.g. 06:00), not at midnight: the start time is
+    the local time at which the calendar's production days most often begin (midnight when the
+    calendar is empty).
+    """
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    cal = warehouse.read("shift_calendar", columns=["shift_date", "time_start"])
+    day_start = dt.time()
+    if not cal.empty:
+        firsts = cal.groupby("shift_date")["time_start"].min().dt.tz_convert(zone)
+        day_start = firsts.dt.time.mode().iloc[0]
+    return (dt.datetime.combine(first, day_start, tzinfo=zone),
+            dt.datetime.combine(last, day_start, tzinfo=zone))
+
+
 def load_plant_frames(warehouse: Warehouse, *, start: dt.datetime, end: dt.datetime,
                       machines: list[str] | None = None) -> oee.PlantFrames:
     """The tables OEE and the loss analyses need for ``[start, end)``.
