@@ -268,7 +268,10 @@ def test_invariants(data, produced: int, reject_share: float) -> None:
     assert r.pot_min == pytest.approx(r.pdt_min + r.no_data_min + r.apt_min + r.down_min + r.setup_min)
     for kpi in ("availability", "performance", "quality"):  # no cycle is faster than its ideal here
         assert np.isnan(r[kpi]) or 0 <= r[kpi] <= 1
-    assert np.isnan(r.oee) or r.oee == pytest.approx(r.availability * r.performance * r.quality)
+    if r.produced:
+        assert r.oee == pytest.approx(r.availability * r.performance * r.quality)
+    assert np.isnan(r.oee) == (r.pbt_observed_min == 0)    # 0, not NaN, when planned but no output
+    assert np.isnan(r.oee) or 0 <= r.oee <= 1
     assert res.six_big_losses().drop(columns="machine_id").sum(axis=1).iloc[0] == pytest.approx(
         r.pbt_observed_min
     )

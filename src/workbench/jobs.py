@@ -88,3 +88,37 @@ def roll_up_oee_hourly(warehouse: Warehouse, *, start: dt.datetime, end: dt.date
                          micro_stop_threshold_s=micro_stop_threshold_s)
     rows = oee.oee_hourly_rows(result, computed_at=computed_at or dt.datetime.now(dt.UTC))
     return warehouse.write("oee_hourly", rows)
+
+
+def latest_production_day(warehouse: Warehouse, *, tz: str) -> dt.date:
+    """The last production day with production data (the default "yesterday" of a report)."""
+    from zoneinfo import ZoneInfo
+
+    row = warehouse.read("shift_calendar", columns=["shift_date", "time_start"])
+    events = warehouse.query("SELECT max(time) AS last FROM production_events")
+    if row.empty or events.empty or pd.isna(events["last"].iloc[0]):
+        raise WorkbenchError("the warehouse has no production data yet: run `workbench demo` or load data")
+    last = pd.Timestamp(events["last"].iloc[0])
+    last = last.tz_localize("UTC") if last.tzinfo is None else last
+    started = row[row["time_start"] < last]
+    if started.empty:
+        return last.tz_convert(ZoneInfo(tz)).date()
+    return started.sort_values("time_start")["shift_date"].iloc[-1]
+
+
+def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
+                       thresholds: tuple[float, float] | None = None, top: int = 5,
+                       micro_stop_threshold_s: float = 120.0):  # -> summary.DailySummary
+    """The :class:`workbench.summary.DailySummary` of production day ``day`` from the warehouse."""
+    from workbench import summary
+
+    start, end = production_day_range(warehouse, first=day, last=day + dt.timedelta(days=1), tz=tz)
+    frames = load_plant_frames(warehouse, start=start, end=end)
+    tables = {name: getattr(frames, name) for name in frames.__dataclass_fields__}
+    tables["scrap_events"] = warehouse.read("scrap_events", start=start, end=end)
+    tables["work_orders"] = warehouse.read("work_orders")
+    tables["quality_measurements"] = warehouse.read(
+        "quality_measurements", start=start - dt.timedelta(days=summary.SPC_BASELINE_DAYS), end=end)
+    return summary.daily_summary(tables, day=day, start=start, end=end, tz=tz,
+                                 thresholds=thresholds or summary.DEFAULT_THRESHOLDS, top=top,
+                                 micro_stop_threshold_s=micro_stop_threshold_s)

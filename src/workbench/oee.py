@@ -18,8 +18,13 @@ Time elements (minutes), per machine and any grain:
 ==================  =============================================================================
 
 KPIs: availability = APT / PBT (observed), performance (effectiveness) = ideal / APT,
-quality = good / produced, OEE = A × P × Q. A KPI whose denominator is zero is NaN (no planned
-time, nothing produced): undefined, not zero.
+quality = ideal time of good parts / ideal time of all parts, OEE = A × P × Q = fully productive
+time / PBT. Quality is weighted by ideal time so that OEE, the loss waterfall and the six big
+losses reconcile at every level of aggregation (a plant's OEE is its fully productive time over
+its planned time, whatever mix of parts it made); with one ideal rate it equals good / produced,
+which is also reported as ``quality_ratio`` (ISO 22400's GQ / PQ). A KPI whose denominator is
+zero is NaN (no planned time, nothing produced); OEE is 0, not NaN, when there was planned time
+but no good output.
 
 Where a state interval is classified: the whole interval decides whether a stop is a micro-stop
 (before cutting at hour or shift boundaries); then the calendar decides what part of it was
@@ -688,8 +693,10 @@ def compute(
     with np.errstate(divide="ignore", invalid="ignore"):
         t["availability"] = _ratio(t["apt_min"], t["pbt_observed_min"])
         t["performance"] = _ratio(t["ideal_min"], t["apt_min"])
-        t["quality"] = _ratio(t["good"], t["produced"])
-    t["oee"] = t["availability"] * t["performance"] * t["quality"]
+        t["quality"] = _ratio(t["ideal_good_min"], t["ideal_min"])
+        t["quality_ratio"] = _ratio(t["good"], t["produced"])
+        # = A × P × Q; defined (0, not NaN) whenever there was planned time, even with no output.
+        t["oee"] = _ratio(t["ideal_good_min"], t["pbt_observed_min"])
     t = t.reset_index() if group else t.reset_index(drop=True)
     return OEEResult(t, by, micro_stop_threshold_s)
 

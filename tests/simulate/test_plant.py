@@ -246,8 +246,9 @@ def recompute_oee(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         n = (evm["good_count"] + evm["reject_count"]).to_numpy(dtype=float)
         rej = evm["reject_count"].to_numpy(dtype=float)
         ideal_s = evm["ideal_cycle_time_s"].to_numpy(dtype=float) * n
+        ideal_good_s = evm["ideal_cycle_time_s"].to_numpy(dtype=float) * (n - rej)
         for day, shifts in cal.groupby("shift_date"):
-            acc = dict.fromkeys(["scheduled", "planned", "produced", "rejects", "ideal",
+            acc = dict.fromkeys(["scheduled", "planned", "produced", "rejects", "ideal", "ideal_good",
                                  *(f"state_{x}" for x in names)], 0.0)
             for ws, we in zip(us(shifts["time_start"]), us(shifts["time_end"]), strict=True):
                 acc["scheduled"] += (we - ws) / 60e6
@@ -259,6 +260,7 @@ def recompute_oee(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 acc["produced"] += n[sel].sum()
                 acc["rejects"] += rej[sel].sum()
                 acc["ideal"] += ideal_s[sel].sum() / 60.0
+                acc["ideal_good"] += ideal_good_s[sel].sum() / 60.0
             rows.append({"machine_id": mid, "shift_date": day, **acc})
     r = pd.DataFrame(rows)
     pbt = r["scheduled"] - r["planned"]
@@ -268,15 +270,17 @@ def recompute_oee(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         a = np.where(observed > 0, apt / observed, np.nan)
         p = np.where(apt > 0, r["ideal"] / apt, np.nan)
-        q = np.where(r["produced"] > 0, good / r["produced"], np.nan)
-    oee = np.where((observed > 0) & ((apt == 0) | (r["produced"] == 0)), 0.0, a * p * q)
+        q = np.where(r["ideal"] > 0, r["ideal_good"] / r["ideal"], np.nan)
+        qr = np.where(r["produced"] > 0, good / r["produced"], np.nan)
+        oee = np.where(observed > 0, r["ideal_good"] / observed, np.nan)
     return pd.DataFrame({
         "machine_id": r["machine_id"], "shift_date": r["shift_date"], "scheduled_min": r["scheduled"],
         "planned_stop_min": r["planned"], "planned_busy_min": pbt, "no_data_min": r["state_no_data"],
         "observed_pbt_min": observed, "run_min": r["state_running"], "micro_stop_min": r["state_idle"],
         "apt_min": apt, "down_min": r["state_down"], "setup_min": r["state_setup"], "produced": r["produced"],
-        "good": good, "rejects": r["rejects"], "ideal_min": r["ideal"], "availability": a, "performance": p,
-        "quality": q, "oee": oee, **{c: r[c] for c in r.columns if c.startswith("state_")}})
+        "good": good, "rejects": r["rejects"], "ideal_min": r["ideal"], "ideal_good_min": r["ideal_good"],
+        "availability": a, "performance": p, "quality": q, "quality_ratio": qr, "oee": oee,
+        **{c: r[c] for c in r.columns if c.startswith("state_")}})
 
 
 @pytest.mark.parametrize("which", ["small_plant", "default_plant"])

@@ -464,7 +464,7 @@ class _Builder:
         n_days = len(days)
         scheduled = np.zeros(n_days, np.int64)
         np.add.at(scheduled, shift_day, cal.shift_end - cal.shift_start)
-        state_ms, produced, rejects, ideal = [], [], [], []
+        state_ms, produced, rejects, ideal, ideal_good = [], [], [], [], []
         for r in self.runs:
             tl = r.tl
             sh = cal.shift_of(tl.st_start)
@@ -478,12 +478,13 @@ class _Builder:
             produced.append(np.bincount(cd, minlength=n_days))
             rejects.append(np.bincount(cd, weights=c.reject[obs], minlength=n_days).astype(np.int64))
             ideal.append(np.bincount(cd, weights=c.ideal_ms[obs], minlength=n_days))
+            ideal_good.append(np.bincount(cd, weights=c.ideal_ms[obs] * ~c.reject[obs], minlength=n_days))
         n_m = len(self.runs)
         return oee_frame(
             machine_id=[self.mids[r.m] for r in self.runs for _ in range(n_days)],
             day=days * n_m, state_ms=np.concatenate(state_ms) if n_m else np.zeros((0, 6)),
             scheduled_ms=np.tile(scheduled, n_m), produced=_cat(produced), rejects=_cat(rejects),
-            ideal_ms=_cat(ideal, float))
+            ideal_ms=_cat(ideal, float), ideal_good_ms=_cat(ideal_good, float))
 
     def stops_truth(self, downtime: pd.DataFrame) -> pd.DataFrame:
         rows: dict[str, list[Any]] = {k: [] for k in (

@@ -38,10 +38,14 @@ DEFINITIONS: dict[str, Any] = {
         "produced": "cycles completed in the day's shifts ([start, end)) and observed (not in no_data)",
         "good": "produced - rejects",
         "ideal_min": "sum over produced parts of the part_rates ideal cycle time of (machine, part), /60",
+        "ideal_good_min": "the same sum over good parts only: fully productive time",
         "availability": "apt_min / observed_pbt_min",
         "performance": "ideal_min / apt_min",
-        "quality": "good / produced",
-        "oee": "availability x performance x quality",
+        "quality": ("ideal_good_min / ideal_min: good output weighted by ideal time (equals good / "
+                    "produced when one ideal rate applies), so that oee = A x P x Q = "
+                    "ideal_good_min / observed_pbt_min at every level of aggregation"),
+        "quality_ratio": "good / produced (ISO 22400 GQ / PQ)",
+        "oee": "availability x performance x quality = ideal_good_min / observed_pbt_min",
         "undefined": ("a ratio is NaN when its denominator is 0; oee is NaN only when observed_pbt_min is "
                       "0 and is 0 when there was observed planned time but no good output"),
     },
@@ -150,12 +154,14 @@ class GroundTruth:
 OEE_COLUMNS: tuple[str, ...] = (
     "machine_id", "shift_date", "scheduled_min", "planned_stop_min", "planned_busy_min", "no_data_min",
     "observed_pbt_min", "run_min", "micro_stop_min", "apt_min", "down_min", "setup_min", "produced",
-    "good", "rejects", "ideal_min", "availability", "performance", "quality", "oee",
+    "good", "rejects", "ideal_min", "ideal_good_min", "availability", "performance", "quality",
+    "quality_ratio", "oee",
 )
 
 
 def oee_frame(*, machine_id: list[str], day: list[Any], state_ms: np.ndarray, scheduled_ms: np.ndarray,
-              produced: np.ndarray, rejects: np.ndarray, ideal_ms: np.ndarray) -> pd.DataFrame:
+              produced: np.ndarray, rejects: np.ndarray, ideal_ms: np.ndarray,
+              ideal_good_ms: np.ndarray) -> pd.DataFrame:
     """Build the OEE truth from time elements per machine-day.
 
     ``state_ms`` has one column per machine state (running, idle, down, setup, planned_stop,
@@ -167,20 +173,22 @@ def oee_frame(*, machine_id: list[str], day: list[Any], state_ms: np.ndarray, sc
     observed = pbt - nodata
     apt = run + idle
     ideal = ideal_ms / 60_000.0
+    ideal_good = ideal_good_ms / 60_000.0
     produced = produced.astype(np.int64)
     good = produced - rejects
     with np.errstate(divide="ignore", invalid="ignore"):
         availability = np.where(observed > 0, apt / observed, np.nan)
         performance = np.where(apt > 0, ideal / apt, np.nan)
-        quality = np.where(produced > 0, good / produced, np.nan)
-        oee = availability * performance * quality
-    # Planned time without good output is an OEE of 0, not "undefined".
-    oee = np.where((observed > 0) & ((apt == 0) | (produced == 0)), 0.0, oee)
+        quality = np.where(ideal > 0, ideal_good / ideal, np.nan)
+        quality_ratio = np.where(produced > 0, good / produced, np.nan)
+        # Planned time without good output is an OEE of 0, not "undefined".
+        oee = np.where(observed > 0, ideal_good / observed, np.nan)
     return pd.DataFrame({
         "machine_id": machine_id, "shift_date": day, "scheduled_min": scheduled,
         "planned_stop_min": planned, "planned_busy_min": pbt, "no_data_min": nodata,
         "observed_pbt_min": observed, "run_min": run, "micro_stop_min": idle, "apt_min": apt,
         "down_min": down, "setup_min": setup, "produced": produced, "good": good,
-        "rejects": rejects.astype(np.int64), "ideal_min": ideal, "availability": availability,
-        "performance": performance, "quality": quality, "oee": oee,
+        "rejects": rejects.astype(np.int64), "ideal_min": ideal, "ideal_good_min": ideal_good,
+        "availability": availability, "performance": performance, "quality": quality,
+        "quality_ratio": quality_ratio, "oee": oee,
     }, columns=list(OEE_COLUMNS))

@@ -1,0 +1,47 @@
+"""The daily summary of a simulated day, checked against the simulator's ground truth."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench import jobs, summary
+from workbench.demo import load_plant
+from workbench.store import DuckDBWarehouse
+
+
+@pytest.fixture(scope="module")
+def loaded(default_plant, tmp_path_factory):
+    path = tmp_path_factory.mktemp("summary") / "warehouse.duckdb"
+    with DuckDBWarehouse(path) as wh:
+        load_plant(default_plant, wh, truth_dir=path.parent / "truth")
+    return default_plant, path
+
+
+def test_daily_summary_matches_the_truth(loaded) -> None:
+    plant, path = loaded
+    tz = plant.config.timezone
+    with DuckDBWarehouse(path, read_only=True) as wh:
+        day = jobs.latest_production_day(wh, tz=tz)
+        s = jobs.daily_summary_from(wh, day=day, tz=tz)
+    truth_all = plant.truth.oee
+    assert day == truth_all.loc[truth_all["produced"] > 0, "shift_date"].max()
+    truth = truth_all[truth_all["shift_date"] == day]
+    # plant OEE is time-weighted: fully productive time / observed planned busy time
+    expected = (truth["oee"] * truth["observed_pbt_min"]).sum() / truth["observed_pbt_min"].sum()
+    assert s.plant["oee"] == pytest.approx(expected, abs=1e-9)
+    assert s.plant["good"] == truth["good"].sum()
+    m = s.machines.set_index("machine_id")
+    t = truth.set_index("machine_id")
+    assert m["oee"].to_dict() == pytest.approx(t["oee"].to_dict(), abs=1e-9)
+    assert set(m["status"]) <= {"good", "watch", "poor", "no plan"}
+    assert (m.loc[m["oee"] >= 0.85, "status"] == "good").all()
+    assert (m.loc[m["oee"] < 0.65, "status"] == "poor").all()
+    assert s.downtime_top["minutes"].is_monotonic_decreasing
+    assert s.headline.startswith("Plant OEE ") and f"{day:%d %b %Y}" in s.headline
+    assert {"machine_id", "rule", "subgroup"} <= set(s.spc_violations.columns)
+    assert s.spc_by_series["violations"].sum() == len(s.spc_violations)
+
+
+def test_status_bands() -> None:
+    assert summary.status(0.9) == "good" and summary.status(0.7) == "watch" and summary.status(0.5) == "poor"
+    assert summary.status(None) == "no plan"
