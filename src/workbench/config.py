@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     site: str = Field(default="PLANT1", description="site id used by the demo and defaults")
     micro_stop_threshold_s: float = Field(default=120.0, gt=0)
     timescale: str = Field(default="auto", description="auto / on / off: use TimescaleDB features")
+    # Mail: with no SMTP host, messages are written to <reports>/outbox/*.eml instead of sent.
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: write .eml files")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS")
+    smtp_user: str | None = Field(default=None)
+    smtp_password: SecretStr | None = Field(default=None)
+    mail_from: str = Field(default="workbench@localhost", description="sender address")
+    report_base_url: str | None = Field(default=None, description="URL where reports/ is served")
 
     @field_validator("plant_timezone")
     @classmethod
