@@ -230,6 +230,70 @@ def oee_command(
         err_console.print(f"oee_hourly: {written.written:,} rows written, {written.unchanged:,} unchanged")
 
 
+# -- pipelines ---------------------------------------------------------------------------------------
+
+@app.command("pipelines")
+@friendly
+def pipelines_command() -> None:
+    """List the pipelines in pipelines/*.yaml with their schedules and next runs."""
+    from workbench import pipelines
+
+    settings = wb_config.settings()
+    found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
+    table = Table(title=f"Pipelines in {pipelines.pipelines_dir(settings.home)}", title_justify="left")
+    for col in ("name", "kind", "schedule", "next runs", "notebooks", "recipients"):
+        table.add_column(col)
+    now = dt.datetime.now(dt.UTC)
+    for p in found.values():
+        runs = ", ".join(f"{t:%a %d %b %H:%M %Z}" for t in p.next_runs(now, 2)) if p.enabled else "disabled"
+        table.add_row(p.name, p.kind, f"{p.cron} ({p.timezone})", runs,
+                      ", ".join(n.name for n in p.notebooks) or "—",
+                      ", ".join(p.email.recipients) if p.email else "—")
+    console.print(table)
+
+
+@app.command("run")
+@friendly
+def run_command(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name (pipelines/<name>.yaml).")],
+    date: Annotated[str | None, typer.Option(help="Production day YYYY-MM-DD (default: the latest).")] = None,
+) -> None:
+    """Run a pipeline once, now, through Prefect (a temporary local server when none is configured)."""
+    from workbench import pipelines, runs
+
+    settings = wb_config.settings()
+    p = pipelines.get(pipeline, home=settings.home, default_timezone=settings.plant_timezone)
+    flows = runs.load_flows(settings.home)
+    flow = flows.FLOWS[p.kind]
+    kwargs: dict[str, Any] = {"pipeline": p.name}
+    if p.kind == "report":
+        kwargs["date"] = date
+    state = flow(**kwargs, return_state=True)
+    if state.is_completed():
+        result = state.result()
+        for key, value in (result or {}).items():
+            console.print(f"{key}: {value}")
+        return
+    err_console.print(f"[bold red]{p.name} ended {state.name}:[/] {state.message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command("serve")
+@friendly
+def serve_command() -> None:
+    """Serve every enabled pipeline on its cron schedule (deployments visible in the Prefect UI)."""
+    import prefect
+
+    from workbench import pipelines, runs
+
+    settings = wb_config.settings()
+    found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
+    flows = runs.load_flows(settings.home)
+    deployments = flows.deployments(found)
+    console.print(f"Serving {len(deployments)} deployment(s): {', '.join(d.name for d in deployments)}")
+    prefect.serve(*deployments)
+
+
 # -- import ----------------------------------------------------------------------------------------
 
 @app.command("import")

@@ -1,0 +1,32 @@
+"""The hourly OEE roll-up flow."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import flow, task
+
+from workbench import config, jobs, pipelines
+from workbench.store import WriteResult, open_warehouse
+
+
+@task(name="roll-up-oee-hourly", retries=3, retry_delay_seconds=30)
+def roll_up(start: dt.datetime, end: dt.datetime) -> WriteResult:
+    settings = config.settings()
+    with open_warehouse(settings) as wh:
+        return jobs.roll_up_oee_hourly(wh, start=start, end=end, tz=settings.plant_timezone,
+                                       micro_stop_threshold_s=settings.micro_stop_threshold_s)
+
+
+@flow(name="hourly-oee", log_prints=True)
+def hourly_oee(pipeline: str = "hourly_oee", until: str | None = None) -> dict[str, int]:
+    """Recompute ``oee_hourly`` for the last ``lookback_hours`` full hours before ``until`` (ISO
+    timestamp with offset; default now)."""
+    settings = config.settings()
+    p = pipelines.get(pipeline, home=settings.home, default_timezone=settings.plant_timezone)
+    end = dt.datetime.fromisoformat(until) if until else dt.datetime.now(dt.UTC)
+    if end.tzinfo is None:
+        raise ValueError(f"until must carry a UTC offset, got {until!r}")
+    end = end.replace(minute=0, second=0, microsecond=0)
+    result = roll_up.with_options(retries=p.retries)(end - dt.timedelta(hours=p.lookback_hours), end)
+    return {"written": result.written, "unchanged": result.unchanged}

@@ -1,0 +1,225 @@
+"""Pipelines: one YAML file per scheduled job in ``pipelines/`` — the one source of truth for
+schedules, notebooks, parameters and recipients.
+
+Unknown keys are errors, not warnings: a typo in a recipient list or a parameter name must not
+silently change what the plant receives at 05:00.
+
+Example (``pipelines/daily_report.yaml``)::
+
+    description: Yesterday's production report and the managers' e-mail
+    kind: report
+    schedule: {cron: "0 5 * * *", timezone: America/Chicago}
+    parameters: {days: 1}                 # for every notebook; the flow adds date and warehouse
+    notebooks:
+      - {name: daily_summary, path: notebooks/daily_summary.ipynb}
+      - {name: oee, path: notebooks/oee.ipynb, parameters: {oee_good: 0.85}}
+    email: {recipients: [manager@plant.example], subject_prefix: "[PLANT1]"}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from workbench.errors import ConfigError
+
+KINDS = ("report", "oee_rollup")
+_TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "email", "thresholds",
+             "concurrency", "retries", "baseline_days", "lookback_hours", "enabled"}
+_SCHEDULE_KEYS = {"cron", "timezone"}
+_NOTEBOOK_KEYS = {"name", "path", "parameters"}
+_EMAIL_KEYS = {"recipients", "subject_prefix", "attach_report"}
+_THRESHOLD_KEYS = {"oee_good", "oee_watch"}
+#: parameters every report notebook receives from the flow itself
+FLOW_PARAMETERS = ("date", "warehouse")
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """One section of a report: a notebook and the parameters it gets on top of the common ones."""
+
+    name: str
+    path: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmailSpec:
+    """Who receives a report and how its subject starts."""
+
+    recipients: tuple[str, ...]
+    subject_prefix: str = ""
+    attach_report: bool = False
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A scheduled pipeline read from ``pipelines/<name>.yaml``."""
+
+    name: str
+    source: Path
+    kind: str
+    cron: str
+    timezone: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    notebooks: tuple[NotebookSpec, ...] = ()
+    email: EmailSpec | None = None
+    thresholds: tuple[float, float] = (0.85, 0.65)
+    concurrency: int = 2
+    retries: int = 2
+    baseline_days: int = 14
+    lookback_hours: int = 26
+    enabled: bool = True
+
+    def notebook_parameters(self, spec: NotebookSpec, **flow_values: Any) -> dict[str, Any]:
+        """The parameters a notebook gets: the pipeline's, the notebook's, then the flow's."""
+        return {**self.parameters, **spec.parameters, **flow_values}
+
+    def next_runs(self, after: dt.datetime, count: int = 3) -> list[dt.datetime]:
+        """The next scheduled times after ``after`` (in the pipeline's time zone)."""
+        from cronsim import CronSim
+
+        it = CronSim(self.cron, after.astimezone(ZoneInfo(self.timezone)))
+        return [next(it) for _ in range(count)]
+
+
+def _unknown(where: str, data: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(extra)}; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _mapping(where: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def load_pipeline(path: Path, *, home: Path, default_timezone: str) -> Pipeline:
+    """Read and validate one pipeline file.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the key for any unknown key, bad cron, zone, path or value.
+    """
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    data = _mapping(where, data)
+    _unknown(where, data, _TOP_KEYS)
+    kind = data.get("kind", "report")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    schedule = _mapping(f"{where}: schedule", data.get("schedule"))
+    _unknown(f"{where}: schedule", schedule, _SCHEDULE_KEYS)
+    if "cron" not in schedule:
+        raise ConfigError(f"{where}: schedule.cron is required (e.g. \"0 5 * * *\")")
+    cron = str(schedule["cron"])
+    tz = str(schedule.get("timezone", default_timezone))
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: schedule.timezone {tz!r} is not an IANA time zone") from None
+    try:
+        from cronsim import CronSim, CronSimError
+
+        CronSim(cron, dt.datetime(2026, 1, 1, tzinfo=ZoneInfo(tz)))
+    except CronSimError as exc:
+        raise ConfigError(f"{where}: schedule.cron {cron!r} is not a valid cron expression: {exc}") from None
+
+    notebooks = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data.get("notebooks") or []):
+        nb_where = f"{where}: notebooks[{i}]"
+        raw = _mapping(nb_where, raw)
+        _unknown(nb_where, raw, _NOTEBOOK_KEYS)
+        if "name" not in raw or "path" not in raw:
+            raise ConfigError(f"{nb_where}: needs name and path")
+        name = str(raw["name"])
+        if name in seen:
+            raise ConfigError(f"{nb_where}: section name {name!r} is used twice")
+        seen.add(name)
+        nb_path = (home / raw["path"]).resolve()
+        if not nb_path.is_file():
+            raise ConfigError(f"{nb_where}: notebook {raw['path']} does not exist (looked in {home})")
+        params = _mapping(f"{nb_where}.parameters", raw.get("parameters"))
+        clash = sorted(set(params) & set(FLOW_PARAMETERS))
+        if clash:
+            raise ConfigError(f"{nb_where}: {', '.join(clash)} are set by the flow, not the pipeline")
+        notebooks.append(NotebookSpec(name, nb_path, dict(params)))
+    if kind == "report" and not notebooks:
+        raise ConfigError(f"{where}: a report pipeline needs at least one notebook")
+    common = _mapping(f"{where}: parameters", data.get("parameters"))
+    clash = sorted(set(common) & set(FLOW_PARAMETERS))
+    if clash:
+        raise ConfigError(f"{where}: parameters {', '.join(clash)} are set by the flow, not the pipeline")
+
+    email = None
+    if data.get("email") is not None:
+        raw = _mapping(f"{where}: email", data["email"])
+        _unknown(f"{where}: email", raw, _EMAIL_KEYS)
+        recipients = raw.get("recipients") or []
+        if isinstance(recipients, str) or not all(isinstance(r, str) and "@" in r for r in recipients):
+            raise ConfigError(f"{where}: email.recipients must be a list of addresses, got {recipients!r}")
+        if not recipients:
+            raise ConfigError(f"{where}: email.recipients is empty")
+        email = EmailSpec(tuple(recipients), str(raw.get("subject_prefix", "")),
+                          bool(raw.get("attach_report", False)))
+
+    thresholds_raw = _mapping(f"{where}: thresholds", data.get("thresholds"))
+    _unknown(f"{where}: thresholds", thresholds_raw, _THRESHOLD_KEYS)
+    good = float(thresholds_raw.get("oee_good", 0.85))
+    watch = float(thresholds_raw.get("oee_watch", 0.65))
+    if not 0 <= watch <= good <= 1:
+        raise ConfigError(f"{where}: thresholds need 0 ≤ oee_watch ≤ oee_good ≤ 1 (got {watch}, {good})")
+
+    def positive_int(key: str, default: int) -> int:
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where}: {key} must be a whole number ≥ 0, got {value!r}")
+        return value
+
+    return Pipeline(
+        name=path.stem, source=path, kind=kind, cron=cron, timezone=tz,
+        description=str(data.get("description", "")), parameters=dict(common), notebooks=tuple(notebooks),
+        email=email, thresholds=(good, watch), concurrency=max(1, positive_int("concurrency", 2)),
+        retries=positive_int("retries", 2), baseline_days=positive_int("baseline_days", 14),
+        lookback_hours=max(1, positive_int("lookback_hours", 26)), enabled=bool(data.get("enabled", True)),
+    )
+
+
+def pipelines_dir(home: Path) -> Path:
+    """Where the pipeline files live."""
+    return home / "pipelines"
+
+
+def load_all(home: Path, *, default_timezone: str) -> dict[str, Pipeline]:
+    """Every ``pipelines/*.yaml``, by name."""
+    folder = pipelines_dir(home)
+    if not folder.is_dir():
+        raise ConfigError(f"no pipelines directory at {folder}")
+    return {p.stem: load_pipeline(p, home=home, default_timezone=default_timezone)
+            for p in sorted(folder.glob("*.yaml"))}
+
+
+def get(name: str, *, home: Path, default_timezone: str) -> Pipeline:
+    """One pipeline by name (``pipelines/<name>.yaml``) or by path."""
+    candidate = Path(name)
+    path = candidate if candidate.suffix in (".yaml", ".yml") and candidate.exists() else \
+        pipelines_dir(home) / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in pipelines_dir(home).glob("*.yaml"))) or "none"
+        raise ConfigError(f"no pipeline {name!r} (known: {known})")
+    return load_pipeline(path, home=home, default_timezone=default_timezone)

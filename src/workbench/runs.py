@@ -1,0 +1,107 @@
+"""What a pipeline run needs besides the analytics: its directory, its data extract, its day.
+
+The Prefect flows in ``flows/`` wrap these functions one task each; ``workbench run`` and the
+tests call the same flows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from workbench import jobs
+from workbench.config import Settings
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.pipelines import Pipeline
+from workbench.store import DuckDBWarehouse, open_warehouse
+
+#: Tables a report extract carries (everything the notebooks read).
+EXTRACT_TABLES = (
+    "machines", "parts", "part_rates", "reason_codes", "shift_calendar", "planned_stops", "work_orders",
+    "characteristics", "machine_states", "downtime_events", "production_events", "scrap_events",
+    "quality_measurements", "inspections", "oee_hourly",
+)
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The data of one report run: the extract the notebooks read and what it holds."""
+
+    day: dt.date
+    start: dt.datetime
+    end: dt.datetime
+    extract: Path
+    summary: dict[str, object]
+
+
+def run_dir(settings: Settings, pipeline: Pipeline, day: dt.date) -> Path:
+    """``reports/<pipeline>/<date>/`` — everything one run writes."""
+    return settings.reports_path / pipeline.name / day.isoformat()
+
+
+def report_day(settings: Settings, date: str | dt.date | None) -> dt.date:
+    """The production day to report: the given one, or the latest with production data."""
+    if isinstance(date, dt.date):
+        return date
+    if date:
+        try:
+            return dt.date.fromisoformat(date)
+        except ValueError:
+            raise ConfigError(f"date {date!r} is not a date like 2026-11-20") from None
+    with open_warehouse(settings, read_only=settings.engine == "duckdb") as wh:
+        return jobs.latest_production_day(wh, tz=settings.plant_timezone)
+
+
+def prepare_data(settings: Settings, pipeline: Pipeline, day: dt.date) -> RunData:
+    """Refresh ``oee_hourly`` for the day and export the run's DuckDB extract.
+
+    The extract covers the report day plus ``baseline_days`` before it (SPC limits, trends) and
+    is what every notebook of the run reads, so the notebooks see one consistent snapshot even
+    while collectors keep writing, and a DuckDB warehouse is never opened by several kernels.
+    """
+    tz = settings.plant_timezone
+    with open_warehouse(settings) as wh:
+        start, end = jobs.production_day_range(wh, first=day, last=day + dt.timedelta(days=1), tz=tz)
+        if wh.count("production_events") == 0:
+            raise WorkbenchError(f"{wh.location} has no production data: nothing to report for {day}")
+        jobs.roll_up_oee_hourly(wh, start=start, end=end, tz=tz,
+                                micro_stop_threshold_s=settings.micro_stop_threshold_s)
+        extract = run_dir(settings, pipeline, day) / "data" / "extract.duckdb"
+        copied = wh.export_extract(extract, tables=EXTRACT_TABLES,
+                                   start=start - dt.timedelta(days=pipeline.baseline_days), end=end)
+        source = wh.location
+    return RunData(day, start, end, extract, {
+        "source": source, "rows": copied, "report_start": start.isoformat(), "report_end": end.isoformat(),
+        "extract_start": (start - dt.timedelta(days=pipeline.baseline_days)).isoformat(),
+    })
+
+
+def daily_summary(settings: Settings, pipeline: Pipeline, data: RunData):  # -> summary.DailySummary
+    """The day's :class:`~workbench.summary.DailySummary`, from the run's extract."""
+    with DuckDBWarehouse(data.extract, read_only=True) as wh:
+        return jobs.daily_summary_from(wh, day=data.day, tz=settings.plant_timezone,
+                                       thresholds=pipeline.thresholds,
+                                       micro_stop_threshold_s=settings.micro_stop_threshold_s)
+
+
+def report_url(settings: Settings, pipeline: Pipeline, day: dt.date) -> str | None:
+    """Link to the run's index.html when reports/ is served (``WORKBENCH_REPORT_BASE_URL``)."""
+    if not settings.report_base_url:
+        return None
+    return f"{settings.report_base_url.rstrip('/')}/{pipeline.name}/{day.isoformat()}/index.html"
+
+
+def load_flows(home: Path) -> ModuleType:
+    """Import the project's ``flows`` package (flows live beside, not inside, the library)."""
+    if not (home / "flows" / "__init__.py").is_file():
+        raise ConfigError(f"no flows package at {home / 'flows'}")
+    if str(home) not in sys.path:
+        sys.path.insert(0, str(home))
+    module = importlib.import_module("flows")
+    if Path(module.__file__ or "").resolve().parent != (home / "flows").resolve():
+        raise ConfigError(f"'flows' resolves to {module.__file__}, not {home / 'flows'}")
+    return module

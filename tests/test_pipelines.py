@@ -1,0 +1,92 @@
+"""Pipeline YAML: the one source of truth for schedules; unknown keys are errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from workbench import pipelines
+from workbench.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
+    (tmp_path / "pipelines").mkdir(exist_ok=True)
+    nb = tmp_path / "notebooks" / "a.ipynb"
+    nb.parent.mkdir(exist_ok=True)
+    nb.write_text("{}")
+    path = tmp_path / "pipelines" / name
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+kind: report
+schedule: {cron: "0 5 * * *", timezone: America/Chicago}
+parameters: {days: 1}
+notebooks:
+  - {name: a, path: notebooks/a.ipynb, parameters: {top: 5}}
+email: {recipients: [boss@plant.example]}
+"""
+
+
+def load(path: Path, home: Path) -> pipelines.Pipeline:
+    return pipelines.load_pipeline(path, home=home, default_timezone="UTC")
+
+
+def test_good_pipeline(tmp_path: Path) -> None:
+    p = load(write(tmp_path, GOOD), tmp_path)
+    assert p.name == "p" and p.kind == "report" and p.cron == "0 5 * * *"
+    assert p.notebook_parameters(p.notebooks[0], date="2026-11-20") == {"days": 1, "top": 5, "date": "2026-11-20"}
+    assert p.email and p.email.recipients == ("boss@plant.example",)
+
+
+def test_schedule_is_plant_time_across_dst(tmp_path: Path) -> None:
+    p = load(write(tmp_path, GOOD), tmp_path)
+    runs = p.next_runs(dt.datetime(2026, 10, 30, 12, tzinfo=dt.UTC), 3)
+    chicago = ZoneInfo("America/Chicago")
+    assert [r.astimezone(chicago).hour for r in runs] == [5, 5, 5]
+    # 31 Oct 05:00 CDT is 10:00 UTC; from 1 November (CST) 05:00 is 11:00 UTC
+    assert [r.astimezone(dt.UTC).hour for r in runs] == [10, 11, 11]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("email: {recipients: [boss@plant.example]}", "email: {recipients: [boss@plant.example], cc: [x@y.z]}"),
+         "email: unknown key(s) cc"),
+        (("parameters: {days: 1}", "parameters: {days: 1}\nrecipients: [a@b.c]"), "unknown key(s) recipients"),
+        (('cron: "0 5 * * *"', 'cron: "0 25 * * *"'), "not a valid cron expression"),
+        (("timezone: America/Chicago", "timezone: Mars/Base"), "not an IANA time zone"),
+        (("notebooks/a.ipynb", "notebooks/missing.ipynb"), "does not exist"),
+        (("parameters: {top: 5}", "parameters: {date: '2026-01-01'}"), "set by the flow"),
+        (("[boss@plant.example]", "boss@plant.example"), "must be a list of addresses"),
+        (("kind: report", "kind: nightly"), "kind must be one of"),
+    ],
+)
+def test_bad_pipelines_are_errors_naming_file_and_key(tmp_path: Path, change, message: str) -> None:
+    old, new = change
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load(path, tmp_path)
+    assert str(path) in str(err.value)
+
+
+def test_unknown_pipeline_lists_the_known(tmp_path: Path) -> None:
+    write(tmp_path, GOOD, "daily.yaml")
+    with pytest.raises(ConfigError, match="no pipeline 'nightly' \\(known: daily\\)"):
+        pipelines.get("nightly", home=tmp_path, default_timezone="UTC")
+
+
+def test_the_projects_pipelines_load() -> None:
+    found = pipelines.load_all(ROOT, default_timezone="America/Chicago")
+    assert {"daily_report", "hourly_oee"} <= set(found)
+    daily = found["daily_report"]
+    assert daily.cron == "0 5 * * *" and daily.email is not None
+    assert {n.name for n in daily.notebooks} == {"daily_summary", "oee", "pareto", "spc", "reliability"}
