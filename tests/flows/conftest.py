@@ -1,0 +1,98 @@
+"""A throw-away project (pipelines, notebooks, flows, a small warehouse) and one Prefect server
+for the whole session (it takes ~20 s to start)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench import config
+from workbench.demo import load_plant
+from workbench.store import DuckDBWarehouse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def make_notebook(path: Path, body: str, *, parameters: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "Python (workbench)", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+PARAMS = 'date = ""\nwarehouse = ""\ndays = 1\n'
+SLOW_OK = """
+import time
+from IPython.display import HTML, display
+import plotly.graph_objects as go
+time.sleep(3)
+fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
+display(HTML(fig.to_html(full_html=False, include_plotlyjs=True)))
+print("report day", date, "from", warehouse)
+"""
+FAILING = """
+raise ValueError("the sensor table is empty for this line")
+"""
+
+
+@pytest.fixture(scope="session")
+def project(small_plant, tmp_path_factory) -> Path:
+    """A project directory with flows, two pipelines and a small loaded warehouse."""
+    home = tmp_path_factory.mktemp("project")
+    shutil.copytree(ROOT / "flows", home / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    make_notebook(home / "notebooks" / "first.ipynb", SLOW_OK, parameters=PARAMS)
+    make_notebook(home / "notebooks" / "second.ipynb", SLOW_OK, parameters=PARAMS)
+    make_notebook(home / "notebooks" / "broken.ipynb", FAILING, parameters=PARAMS)
+    (home / "pipelines").mkdir()
+    common = """
+kind: report
+schedule: {cron: "0 5 * * *", timezone: America/Chicago}
+parameters: {days: 1}
+email: {recipients: [manager@plant.example], subject_prefix: "[TEST]"}
+concurrency: 2
+retries: 0
+baseline_days: 3
+"""
+    (home / "pipelines" / "good.yaml").write_text(common + """notebooks:
+  - {name: first, path: notebooks/first.ipynb}
+  - {name: second, path: notebooks/second.ipynb}
+""")
+    (home / "pipelines" / "partly_broken.yaml").write_text(common + """notebooks:
+  - {name: first, path: notebooks/first.ipynb}
+  - {name: broken, path: notebooks/broken.ipynb}
+""")
+    with DuckDBWarehouse(home / "data" / "warehouse.duckdb") as wh:
+        load_plant(small_plant, wh, truth_dir=home / "data" / "ground_truth")
+    return home
+
+
+@pytest.fixture
+def settings_for(project: Path, monkeypatch: pytest.MonkeyPatch):
+    """Point the workbench settings at the throw-away project (no SMTP host: outbox)."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("WORKBENCH_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("WORKBENCH_HOME", str(project))
+    monkeypatch.setenv("WORKBENCH_ENV_FILE", str(project / ".env"))
+    monkeypatch.setenv("WORKBENCH_PLANT_TIMEZONE", "America/Chicago")
+    config.reset()
+    yield config.settings()
+    config.reset()
