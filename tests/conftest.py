@@ -34,6 +34,25 @@ def _pg_or_fail() -> str:
     return PG_URL
 
 
+@pytest.fixture
+def use_home(monkeypatch: pytest.MonkeyPatch):
+    """``use_home(path)`` points the workbench settings at a project directory: no WORKBENCH_*
+    variable of the developer's shell leaks in, and the cached settings are re-read."""
+    from workbench import config
+
+    def point(home) -> None:
+        for key in list(os.environ):
+            if key.startswith("WORKBENCH_"):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("WORKBENCH_HOME", str(home))
+        monkeypatch.setenv("WORKBENCH_ENV_FILE", str(home / ".env"))
+        monkeypatch.setenv("COLUMNS", "200")
+        config.reset()
+
+    yield point
+    config.reset()
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """URL of the test PostgreSQL server (fails in CI, skips elsewhere when unreachable)."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from workbench import config
 from workbench.cli import app
 from workbench.store import DuckDBWarehouse
 
@@ -16,16 +14,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("WORKBENCH_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
-    monkeypatch.setenv("WORKBENCH_ENV_FILE", str(tmp_path / ".env"))
-    monkeypatch.setenv("COLUMNS", "200")
-    config.reset()
-    yield tmp_path
-    config.reset()
+def home(tmp_path: Path, use_home) -> Path:
+    use_home(tmp_path)
+    return tmp_path
 
 
 def invoke(*args: str):

@@ -7,21 +7,19 @@ as one clear message and exit code 2, never as a traceback.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import importlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from workbench import config as wb_config
+from workbench.cliutil import console, err_console, friendly
 from workbench.errors import WorkbenchError
 from workbench.sampling_cli import app as sampling_app
 from workbench.spc.cli import app as spc_app
@@ -32,25 +30,7 @@ db_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sampling_app, name="sampling")
 app.add_typer(spc_app, name="spc")
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
 KERNEL_NAME = "workbench"
-
-
-def friendly(func: F) -> F:
-    """Turn WorkbenchError into a message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except WorkbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _parse_date(value: str | None, option: str) -> dt.date | None:

@@ -83,16 +83,9 @@ baseline_days: 3
 
 
 @pytest.fixture
-def settings_for(project: Path, monkeypatch: pytest.MonkeyPatch):
+def settings_for(project: Path, use_home, monkeypatch: pytest.MonkeyPatch):
     """Point the workbench settings at the throw-away project (no SMTP host: outbox)."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("WORKBENCH_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("WORKBENCH_HOME", str(project))
-    monkeypatch.setenv("WORKBENCH_ENV_FILE", str(project / ".env"))
+    use_home(project)
     monkeypatch.setenv("WORKBENCH_PLANT_TIMEZONE", "America/Chicago")
     config.reset()
-    yield config.settings()
-    config.reset()
+    return config.settings()

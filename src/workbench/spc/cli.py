@@ -6,30 +6,22 @@ prints a table (or JSON with ``--json``). Errors are one message on stderr and e
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from workbench.errors import WorkbenchError
+from workbench.cliutil import console, err_console, friendly
 from workbench.spc.capability import CI_METHODS, Capability, capability
 from workbench.spc.charts import ChartPair, ControlChart, control_chart
 
 app = typer.Typer(help="Statistical process control: control limits and capability from a CSV file.",
                   no_args_is_help=True, add_completion=False)
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 class ChartName(StrEnum):
     """Charts the ``limits`` command draws."""
@@ -41,20 +33,6 @@ class ChartName(StrEnum):
     np = "np"
     c = "c"
     u = "u"
-
-
-def _friendly(func: F) -> F:
-    """Show workbench errors (and unreadable files) as one line and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except WorkbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:
@@ -118,7 +96,7 @@ def _violations_table(charts: list[ControlChart]) -> Table | None:
 
 
 @app.command("limits")
-@_friendly
+@friendly
 def limits(
     file: Annotated[Path, typer.Argument(help="CSV file, one row per measurement or sample.",
                                          exists=True, dir_okay=False)],
@@ -191,7 +169,7 @@ def _capability_table(cap: Capability) -> Table:
 
 
 @app.command("capability")
-@_friendly
+@friendly
 def capability_cmd(
     file: Annotated[Path, typer.Argument(help="CSV file, one row per measurement.", exists=True,
                                          dir_okay=False)],
