@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--naive-machines", type=int, default=10,
                         help="machines both implementations run on for the ratio")
     parser.add_argument("--big-machines", type=int, default=125,
-                        help="machines for the ≥ 10 M events run (90 days); 0 to skip")
+                        help="machines for the ≥ 10 M events run (90 days) when the main plant has "
+                             "fewer events; 0 to skip")
     args = parser.parse_args()
 
     cfg = PlantConfig(seed=3, n_machines=args.machines, n_lines=max(1, args.machines // 10),
@@ -113,8 +114,11 @@ def main() -> None:
     print(f"  naive machine×hour loop  {t_naive:9.2f} s")
     print(f"  speed-up {t_naive / t_ours:.0f}× (target ≥ 50×); largest OEE difference between them "
           f"{np.nanmax(diff.to_numpy()) * 100:.3f} pp")
-    print(f"workbench.oee on the whole plant ({args.machines} machines × {args.days} days): {t_full:.2f} s "
-          f"(the naive loop would take ≈ {t_naive * args.machines / len(subset) / 60:.0f} min)")
+    print(f"workbench.oee on the whole plant ({args.machines} machines × {args.days} days, {n_events:,} "
+          f"production events): {t_full:.2f} s (the naive loop would take ≈ "
+          f"{t_naive * args.machines / len(subset) / 60:.0f} min)")
+    if n_events >= 10_000_000:
+        return  # the whole plant already was the ≥ 10 million events run
 
     if args.big_machines:
         del plant, tables, ours, naive
