@@ -119,3 +119,14 @@ def test_pareto_cumulative_reaches_100_percent(rows) -> None:
         assert p["cumulative_share"].iloc[-1] == 1.0
         assert p["cumulative_share"].is_monotonic_increasing
         assert p["minutes"].is_monotonic_decreasing
+
+
+def test_losses_of_a_day_without_any() -> None:
+    # As read from a warehouse for a quiet day: no rows, but typed (text) columns.
+    empty = pd.DataFrame({"machine_id": pd.Series([], dtype="str"), "reason_category": pd.Series([], dtype="str"),
+                          "duration_min": pd.Series([], dtype=float), "work_order": pd.Series([], dtype="str"),
+                          "planned": pd.Series([], dtype=bool)})
+    orders = pd.DataFrame({"work_order": ["W1"], "labor_rate_per_hour": [50.0]})
+    cost = losses.downtime_cost(empty, work_orders=orders)
+    assert cost.empty and list(cost.columns) == ["reason_category", "minutes", "cost", "minutes_without_rate"]
+    assert losses.downtime_pareto(empty, by="reason_category").empty

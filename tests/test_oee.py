@@ -295,3 +295,14 @@ def test_matches_the_simulators_ground_truth(plant_fixture: str, request: pytest
     for mine, theirs in (("apt_min", "apt_min_truth"), ("no_data_min", "no_data_min_truth"),
                          ("pbt_min", "planned_busy_min"), ("down_min", "down_min_truth")):
         assert both[mine].to_numpy() == pytest.approx(both[theirs].to_numpy(), abs=1e-6)
+
+
+def test_a_range_without_any_shift_has_no_planned_time() -> None:
+    # A weekend read on its own: the calendar has no shift in it at all.
+    f = frames([(0, 480, "planned_stop")], counts=[])
+    weekend = oee.PlantFrames(f.machine_states, f.production_events.iloc[:0], f.shift_calendar.iloc[:0],
+                              f.machines)
+    plant = oee.compute(weekend, by=(), tz=TZ, start=ts(0).to_pydatetime(), end=ts(480).to_pydatetime())
+    row = plant.table.iloc[0]
+    assert row["pbt_min"] == 0 and np.isnan(row["oee"])
+    assert oee.compute(weekend, by=("machine_id",), tz=TZ).table.empty

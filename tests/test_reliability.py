@@ -26,7 +26,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.errors import ReliabilityError
-from workbench.reliability import fit_weibull, fit_weibull_tbf, mtbf_mttr, times_between_failures
+from workbench.reliability import (
+    NOT_SCHEDULED,
+    fit_weibull,
+    fit_weibull_tbf,
+    mtbf_mttr,
+    times_between_failures,
+    unscheduled_stops,
+)
 
 DAY = pd.Timestamp("2026-03-02 00:00", tz="UTC")
 END = DAY + pd.Timedelta(hours=24)
@@ -231,3 +238,60 @@ def test_too_few_failures_for_weibull() -> None:
     tbf = times_between_failures(_stops(), start=DAY, end=END)
     with pytest.raises(ReliabilityError, match="machine M2 has 1"):
         fit_weibull_tbf(tbf, machine="M2")
+
+
+# ---------------------------------------------------------------------------------------------
+# failures recorded in pieces; time that was not scheduled
+
+
+def test_a_failure_cut_around_a_break_counts_once() -> None:
+    rows = [
+        ("M1", 2, 2.5, "Mechanical Failure", False),       # cut by the shift's break …
+        ("M1", 2.5, 3, "Break", True),
+        ("M1", 3, 3 + 20 / 60, "Mechanical Failure", False),  # … and continued after it
+        ("M1", 10, 10.5, "Tooling", False),
+        ("M1", 10.5, 11, "Tooling", False),                 # cut at a shift boundary
+        ("M1", 16, 16.25, "Electrical Failure", False),
+    ]
+    df = pd.DataFrame(rows, columns=["machine_id", "h0", "h1", "reason_category", "planned"])
+    df["time_start"], df["time_end"] = df["h0"].map(_t), df["h1"].map(_t)
+    out = mtbf_mttr(df, start=DAY, end=END).iloc[0]
+    # three failures, not five; repair time excludes the break: (50 + 60 + 15) / 3 min
+    assert out["failures"] == 3
+    assert out["mttr_min"] == pytest.approx(125 / 3)
+    assert out["uptime_h"] == pytest.approx(24 - (0.5 + 0.5 + 20 / 60 + 0.5 + 0.5 + 0.25))
+    by_cat = mtbf_mttr(df, start=DAY, end=END, by_category=True).set_index("category")
+    assert by_cat["failures"].to_dict() == {"Electrical Failure": 1, "Mechanical Failure": 1, "Tooling": 1}
+    tbf = times_between_failures(df, start=DAY, end=END)
+    # 3:20 → 10:00 and 11:00 → 16:00 (no zero-length interval between the pieces), then censored
+    assert tbf["time_h"].tolist() == pytest.approx([6 + 40 / 60, 5.0, 24 - 16.25])
+    assert tbf["censored"].tolist() == [False, False, True]
+
+
+def test_unscheduled_stops_fill_what_is_neither_available_nor_a_stop() -> None:
+    states = pd.DataFrame({
+        "machine_id": ["M1"] * 3,
+        "time_start": [_t(0), _t(8), _t(9)],
+        "time_end": [_t(8), _t(9), _t(20)],
+        "state": ["running", "planned_stop", "running"],
+    })                                                    # no state at all from 20:00 to 24:00
+    stops = pd.DataFrame({
+        "machine_id": ["M1", "M1"],
+        "time_start": [_t(8.5), _t(12)],
+        "time_end": [_t(9.5), _t(13)],
+        "reason_category": ["Scheduled Maintenance", "Mechanical Failure"],
+        "planned": [True, False],
+    })
+    off = unscheduled_stops(states, stops, start=DAY, end=END, machines=["M1", "M2"])
+    got = [(r.machine_id, r.time_start, r.time_end) for r in off.itertuples()]
+    assert got == [("M1", _t(8), _t(8.5)), ("M1", _t(20), _t(24)), ("M2", _t(0), _t(24))]
+    assert off["planned"].all() and set(off["reason_category"]) == {NOT_SCHEDULED}
+    assert off["duration_min"].tolist() == pytest.approx([30.0, 240.0, 1440.0])
+    both = pd.concat([stops, off], ignore_index=True)
+    out = mtbf_mttr(both, start=DAY, end=END).set_index("machine_id")
+    # M1: 24 h − 0.5 h not scheduled − 4 h without data − 1 h PM − 1 h failure
+    assert out.loc["M1", "uptime_h"] == pytest.approx(17.5)
+    assert out.loc["M1", "failures"] == 1 and out.loc["M1", "mtbf_h"] == pytest.approx(17.5)
+    assert out.loc["M2", "uptime_h"] == pytest.approx(0.0)
+    with pytest.raises(ReliabilityError, match="ends"):
+        unscheduled_stops(states, stops, start=END, end=DAY)

@@ -45,3 +45,20 @@ def test_daily_summary_matches_the_truth(loaded) -> None:
 def test_status_bands() -> None:
     assert summary.status(0.9) == "good" and summary.status(0.7) == "watch" and summary.status(0.5) == "poor"
     assert summary.status(None) == "no plan"
+
+
+def test_daily_summary_of_some_machines(loaded) -> None:
+    plant, path = loaded
+    tz = plant.config.timezone
+    chosen = ["M01", "M02"]
+    with DuckDBWarehouse(path, read_only=True) as wh:
+        day = jobs.latest_production_day(wh, tz=tz)
+        s = jobs.daily_summary_from(wh, day=day, tz=tz, machines=chosen)
+    truth = plant.truth.oee
+    truth = truth[(truth["shift_date"] == day) & truth["machine_id"].isin(chosen)]
+    assert set(s.machines["machine_id"]) == set(chosen)
+    expected = (truth["oee"] * truth["observed_pbt_min"]).sum() / truth["observed_pbt_min"].sum()
+    assert s.plant["oee"] == pytest.approx(expected, abs=1e-9)
+    assert s.plant["good"] == truth["good"].sum()
+    assert set(s.spc_violations["machine_id"]) <= set(chosen)
+    assert s.data["rows"]["machines"] == 2

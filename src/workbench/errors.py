@@ -97,3 +97,16 @@ class Problem:
     def as_dict(self) -> dict[str, object]:
         """Return the problem as a plain dict (for JSON output and dead letters)."""
         return {"file": self.file, "row": self.row, "column": self.column, "message": self.message}
+
+
+class ReportError(WorkbenchError):
+    """A report cannot be built: unknown notebook parameters, no parameters cell, an unusable
+    section list or a page that would need the network to render."""
+
+
+class MailError(WorkbenchError):
+    """An e-mail cannot be composed or delivered (no recipients, SMTP refused or unreachable)."""
+
+
+class PlotError(WorkbenchError):
+    """A figure cannot be drawn from what was given (wrong result shape, missing columns)."""

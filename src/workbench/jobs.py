@@ -108,17 +108,20 @@ def latest_production_day(warehouse: Warehouse, *, tz: str) -> dt.date:
 
 def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
                        thresholds: tuple[float, float] | None = None, top: int = 5,
-                       micro_stop_threshold_s: float = 120.0):  # -> summary.DailySummary
-    """The :class:`workbench.summary.DailySummary` of production day ``day`` from the warehouse."""
+                       micro_stop_threshold_s: float = 120.0,
+                       machines: list[str] | None = None):  # -> summary.DailySummary
+    """The :class:`workbench.summary.DailySummary` of production day ``day`` from the warehouse
+    (of the given ``machines`` only, when given: the plant figures are then theirs)."""
     from workbench import summary
 
     start, end = production_day_range(warehouse, first=day, last=day + dt.timedelta(days=1), tz=tz)
-    frames = load_plant_frames(warehouse, start=start, end=end)
+    frames = load_plant_frames(warehouse, start=start, end=end, machines=machines)
     tables = {name: getattr(frames, name) for name in frames.__dataclass_fields__}
-    tables["scrap_events"] = warehouse.read("scrap_events", start=start, end=end)
+    tables["scrap_events"] = warehouse.read("scrap_events", start=start, end=end, machines=machines)
     tables["work_orders"] = warehouse.read("work_orders")
     tables["quality_measurements"] = warehouse.read(
-        "quality_measurements", start=start - dt.timedelta(days=summary.SPC_BASELINE_DAYS), end=end)
+        "quality_measurements", start=start - dt.timedelta(days=summary.SPC_BASELINE_DAYS), end=end,
+        machines=machines)
     return summary.daily_summary(tables, day=day, start=start, end=end, tz=tz,
                                  thresholds=thresholds or summary.DEFAULT_THRESHOLDS, top=top,
                                  micro_stop_threshold_s=micro_stop_threshold_s)

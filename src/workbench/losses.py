@@ -163,7 +163,8 @@ def downtime_cost(downtime: pd.DataFrame, *, work_orders: pd.DataFrame, by: str 
     d = _with_reason_details(downtime, reason_codes)
     if not include_planned and "planned" in d.columns:
         d = d[~d["planned"].fillna(False).astype(bool)]
-    rate = d["work_order"].map(work_orders.set_index("work_order")["labor_rate_per_hour"])
+    # float even when nothing matched: an empty text column would map to an empty text column
+    rate = d["work_order"].map(work_orders.set_index("work_order")["labor_rate_per_hour"]).astype(float)
     hours = d["duration_min"].astype(float) / 60.0
     cost = hours * (rate.fillna(0.0) + overhead_per_hour)
     frame = pd.DataFrame({by: d[by].astype("object").where(d[by].notna(), UNCODED),

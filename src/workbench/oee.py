@@ -454,10 +454,9 @@ def ledger(
     )
     led = led[led["end"] > led["start"]].reset_index(drop=True)
     mid = led["_mid"].to_numpy()
-    pos = np.searchsorted(cal.shift_s, mid, side="right") - 1
-    scheduled = (pos >= 0) & (mid < cal.shift_e[np.clip(pos, 0, None)])
+    pos, scheduled, names = _shift_of(cal, mid)
     led["scheduled"] = scheduled
-    led["shift"] = np.where(scheduled, cal.shift_name[np.clip(pos, 0, None)], None)
+    led["shift"] = names
     led["day"] = _day(mid, scheduled, cal, pos)
     hpos = np.clip(np.searchsorted(cal.hours, mid, side="right") - 1, 0, None)
     led["hour"] = pd.to_datetime(cal.hours[hpos], unit="us", utc=True)
@@ -466,6 +465,18 @@ def ledger(
     # not a loss.
     led = led[led["scheduled"] | (led["element"] == "run")]
     return led.drop(columns="_mid").reset_index(drop=True)
+
+
+def _shift_of(cal: _Calendar, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index of the shift each instant falls in, whether it is in one, and the shift's name.
+
+    A range with no shift at all (a weekend, a plant shut down) is simply unscheduled.
+    """
+    pos = np.searchsorted(cal.shift_s, t, side="right") - 1
+    if len(cal.shift_s) == 0:
+        return pos, np.zeros(len(t), dtype=bool), np.full(len(t), None, dtype=object)
+    scheduled = (pos >= 0) & (t < cal.shift_e[np.clip(pos, 0, None)])
+    return pos, scheduled, np.where(scheduled, cal.shift_name[np.clip(pos, 0, None)], None)
 
 
 def _day(t: np.ndarray, scheduled: np.ndarray, cal: _Calendar, pos: np.ndarray) -> np.ndarray:
@@ -542,8 +553,7 @@ def production_ledger(
     t = _us(e["time"], what="production_events.time") - 1  # boundary completions → earlier period
     ct = _ideal_seconds(e, frames)
     cal = _calendar(frames.shift_calendar, zone, int(t.min()), int(t.max()) + 1)
-    pos = np.searchsorted(cal.shift_s, t, side="right") - 1
-    scheduled = (pos >= 0) & (t < cal.shift_e[np.clip(pos, 0, None)])
+    pos, scheduled, names = _shift_of(cal, t)
     hpos = np.clip(np.searchsorted(cal.hours, t, side="right") - 1, 0, None)
     startup = np.zeros(len(e), dtype=bool)
     if startup_window_min > 0:
@@ -552,7 +562,7 @@ def production_ledger(
         {
             "machine_id": e["machine_id"].to_numpy(),
             "hour": pd.to_datetime(cal.hours[hpos], unit="us", utc=True),
-            "shift": np.where(scheduled, cal.shift_name[np.clip(pos, 0, None)], None),
+            "shift": names,
             "day": _day(t, scheduled, cal, pos),
             "good": good,
             "rejects": rej,

@@ -11,6 +11,10 @@ Definitions used here
 * **Uptime** is the observation window minus every stop in it (failures, changeovers, planned
   stops — all clipped to the window), minus optional unscheduled time per machine.
 * **MTBF** = uptime / failures; **MTTR** = mean duration of the failure stops (inside the window).
+* A failure recorded in pieces — cut at a shift boundary, or interrupted by a break or another
+  stop with no running time in between — is **one** failure: it counts once, its repair time is
+  the sum of its failure pieces (the break is not repair time), and it never yields a time
+  between failures of zero. Its category is that of its first piece.
 * Times between failures are uptime intervals: from the end of one failure to the start of the
   next, less any other stop in between. The interval from the last failure to the end of the
   window is right-censored (the machine had not failed yet). The interval before the first
@@ -129,6 +133,30 @@ def _is_failure(df: pd.DataFrame, categories: Sequence[str] | None) -> pd.Series
     return unplanned & df["_category"].isin(wanted)
 
 
+#: Less uptime than this (minutes) between two failure pieces makes them one failure.
+_SAME_FAILURE_MIN = 1e-6
+
+
+def _failure_runs(stops: pd.DataFrame, is_fail: np.ndarray) -> np.ndarray:
+    """Failure id of each row of one machine's clipped, time-ordered stops (−1: not a failure).
+
+    Consecutive failure rows share an id when no uptime lies between them (only other stops, or
+    nothing): a source that cuts a stop at shift boundaries or around a break must not turn one
+    breakdown into several.
+    """
+    runs = np.full(len(stops), -1, dtype=np.int64)
+    run, prev_end, down = -1, None, 0.0
+    for i, (s, e, minutes, fail) in enumerate(zip(stops["_s"], stops["_e"], stops["_min"], is_fail,
+                                                   strict=True)):
+        if not fail:
+            down += minutes
+            continue
+        if prev_end is None or (s - prev_end).total_seconds() / 60.0 - down > _SAME_FAILURE_MIN:
+            run += 1
+        runs[i], prev_end, down = run, e, 0.0
+    return runs
+
+
 def _clip(df: pd.DataFrame, s: pd.Timestamp, e: pd.Timestamp) -> pd.DataFrame:
     inside = df[(df["time_end"] > s) & (df["time_start"] < e)].copy()
     inside["_s"] = inside["time_start"].clip(lower=s)
@@ -217,7 +245,9 @@ def mtbf_mttr(downtime: pd.DataFrame, *, start: Any = None, end: Any = None,
     for m in names:
         s, e = wins[m]
         stops = _clip(df[df["machine_id"] == m], s, e)
-        fail = stops[_is_failure(stops, categories)]
+        is_fail = _is_failure(stops, categories).to_numpy()
+        fail = stops[is_fail].assign(_run=_failure_runs(stops, is_fail)[is_fail])
+        fail["_category"] = fail.groupby("_run")["_category"].transform("first")
         window_min = (e - s).total_seconds() / 60.0
         uptime_min = window_min - stops["_min"].sum() - off.get(m, 0.0)
         if uptime_min < 0:
@@ -228,14 +258,14 @@ def mtbf_mttr(downtime: pd.DataFrame, *, start: Any = None, end: Any = None,
                         else uptime_min)
         groups = ([(c, g) for c, g in fail.groupby("_category")] if by_category else [(None, fail)])
         for cat, g in groups:
-            n = len(g)
+            n = int(g["_run"].nunique())
             rec: dict[str, Any] = {"machine_id": m}
             if by_category:
                 rec["category"] = cat
             rec.update(window_h=window_min / 60.0, uptime_h=uptime_min / 60.0, failures=n,
                        failure_downtime_h=g["_min"].sum() / 60.0,
                        mtbf_h=uptime_min / 60.0 / n if n else math.nan,
-                       mttr_min=g["_min"].mean() if n else math.nan,
+                       mttr_min=g["_min"].sum() / n if n else math.nan,
                        censored_h=censored_min / 60.0)
             rows.append(rec)
     cols = ["machine_id", *(["category"] if by_category else []), "window_h", "uptime_h", "failures",
@@ -273,11 +303,16 @@ def times_between_failures(downtime: pd.DataFrame, *, start: Any = None, end: An
         s, e = wins[m]
         stops = _clip(df[df["machine_id"] == m], s, e)
         is_fail = _is_failure(stops, categories).to_numpy()
-        cursor, down, first = s, 0.0, True
-        for (_, st), f in zip(stops.iterrows(), is_fail, strict=True):
+        runs = _failure_runs(stops, is_fail)
+        cursor, down, first, last_run = s, 0.0, True, -1
+        for (_, st), f, run in zip(stops.iterrows(), is_fail, runs, strict=True):
             if not f:
                 down += st["_min"]
                 continue
+            if run == last_run:  # the next piece of the same failure: no interval ends here
+                cursor, down = st["_e"], 0.0
+                continue
+            last_run = run
             up_h = ((st["_s"] - cursor).total_seconds() / 60.0 - down) / 60.0
             if include_first or not first:
                 out.append({"machine_id": m, "time_h": up_h, "censored": False, "ends_at": st["_s"]})
@@ -287,6 +322,94 @@ def times_between_failures(downtime: pd.DataFrame, *, start: Any = None, end: An
             if up_h > 0:
                 out.append({"machine_id": m, "time_h": up_h, "censored": True, "ends_at": e})
     return pd.DataFrame(out, columns=["machine_id", "time_h", "censored", "ends_at"])
+
+
+NOT_SCHEDULED = "(not scheduled)"
+#: Machine states in which the machine counts as available (up, or stopped for a reason that is
+#: a stop of its own); any other time is not scheduled.
+AVAILABLE_STATES = ("running", "idle", "down", "setup")
+
+
+def _union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    out_s: list[Any] = []
+    out_e: list[Any] = []
+    for s, e in zip(starts, ends, strict=True):
+        if out_e and s <= out_e[-1]:
+            out_e[-1] = max(out_e[-1], e)
+        else:
+            out_s.append(s)
+            out_e.append(e)
+    return np.array(out_s, dtype=starts.dtype), np.array(out_e, dtype=ends.dtype)
+
+
+def unscheduled_stops(states: pd.DataFrame, downtime: pd.DataFrame, *, start: Any, end: Any,
+                      machines: Sequence[str] | None = None) -> pd.DataFrame:
+    """The time in a window when a machine was not scheduled, as planned pseudo-stops.
+
+    Uptime in :func:`mtbf_mttr` and :func:`times_between_failures` is the window minus the
+    stops. Weekends, shift gaps, breaks and time without data are usually not downtime events,
+    so without these rows they would count as uptime and inflate MTBF. Appended to the downtime
+    events they are subtracted like any planned stop and never count as failures.
+
+    Parameters
+    ----------
+    states : DataFrame
+        ``machine_states`` rows (``machine_id``, ``time_start``, ``time_end``, ``state``).
+    downtime : DataFrame
+        The downtime events the result will be combined with (``machine_id``, ``time_start``,
+        ``time_end``); their time is left out, so the combination never overlaps.
+    start, end : timestamp
+        The observation window (tz-aware).
+    machines : sequence of str, optional
+        Machines to cover even without any state in the window (then the whole window is not
+        scheduled: no data is never counted as uptime).
+
+    Returns
+    -------
+    DataFrame
+        ``machine_id``, ``time_start``, ``time_end``, ``duration_min``, ``planned`` (True),
+        ``reason_category`` (:data:`NOT_SCHEDULED`): every stretch of the window in which the
+        machine was in none of :data:`AVAILABLE_STATES` and had no downtime event.
+    """
+    s, e = _timestamp(start, "start"), _timestamp(end, "end")
+    if e <= s:
+        raise ReliabilityError(f"the window ends ({e}) before it starts ({s})")
+    for frame, name in ((states, "machine_states"), (downtime, "downtime_events")):
+        missing = [c for c in _REQUIRED if c not in frame.columns] if len(frame) else []
+        if missing:
+            raise ReliabilityError(f"{name} frame needs column(s) {', '.join(missing)}")
+    if len(states) and "state" not in states.columns:
+        raise ReliabilityError("machine_states frame needs column 'state'")
+
+    def micros(values: Any) -> np.ndarray:
+        return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("us").asi8
+
+    lo, hi = micros([s, e])
+    available = states[states["state"].isin(AVAILABLE_STATES)] if len(states) else states
+    busy = [f for f in (available, downtime) if len(f)]
+    names = set(map(str, machines or ())) | {str(m) for f in (states, downtime) if len(f)
+                                             for m in f["machine_id"].unique()}
+    rows = []
+    for m in sorted(names):
+        parts = [f[f["machine_id"].astype(str) == m] for f in busy]
+        bs = np.concatenate([micros(p["time_start"]) for p in parts] or [np.array([], np.int64)])
+        be = np.concatenate([micros(p["time_end"]) for p in parts] or [np.array([], np.int64)])
+        bs, be = np.clip(bs, lo, hi), np.clip(be, lo, hi)
+        keep = be > bs
+        us, ue = _union(bs[keep], be[keep])
+        # The gaps between the busy stretches (and before the first / after the last one).
+        for gs, ge in zip(np.concatenate([[lo], ue]), np.concatenate([us, [hi]]), strict=True):
+            if ge > gs:
+                rows.append((m, gs, ge))
+    out = pd.DataFrame(rows, columns=["machine_id", "time_start", "time_end"])
+    for col in ("time_start", "time_end"):
+        out[col] = pd.to_datetime(out[col].astype("int64"), unit="us", utc=True)
+    out["duration_min"] = (out["time_end"] - out["time_start"]).dt.total_seconds() / 60.0
+    out["planned"] = True
+    out["reason_category"] = NOT_SCHEDULED
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,4 +576,5 @@ def fit_weibull_tbf(tbf: pd.DataFrame, *, confidence: float = 0.95,
                        confidence=confidence)
 
 
-__all__ = ["WeibullFit", "fit_weibull", "fit_weibull_tbf", "mtbf_mttr", "times_between_failures"]
+__all__ = ["AVAILABLE_STATES", "NOT_SCHEDULED", "WeibullFit", "fit_weibull", "fit_weibull_tbf", "mtbf_mttr",
+           "times_between_failures", "unscheduled_stops"]

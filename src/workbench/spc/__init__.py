@@ -14,7 +14,9 @@ Compute once, plot separately::
 Modules: :mod:`~workbench.spc.constants` (d2, d3, c4 … from their definitions),
 :mod:`~workbench.spc.charts` (chart registry and results), :mod:`~workbench.spc.rules`
 (Western Electric and Nelson rules), :mod:`~workbench.spc.capability`,
-:mod:`~workbench.spc.limits` (operating / alarm / spec / engineering levels).
+:mod:`~workbench.spc.limits` (operating / alarm / spec / engineering levels),
+:mod:`~workbench.spc.studies` (configured characteristics: phase I baseline, phase II period,
+capability).
 """
 
 from workbench.spc import constants, rules
@@ -38,6 +40,7 @@ from workbench.spc.charts import (
 )
 from workbench.spc.limits import LimitSet, Severity, limit_sets
 from workbench.spc.rules import RULE_SETS, RULES
+from workbench.spc.studies import Study, studies, studies_table, violations_table
 
 __all__ = [
     "CHARTS",
@@ -50,6 +53,7 @@ __all__ = [
     "ControlChart",
     "LimitSet",
     "Severity",
+    "Study",
     "Violation",
     "c_chart",
     "capability",
@@ -61,7 +65,10 @@ __all__ = [
     "np_chart",
     "p_chart",
     "rules",
+    "studies",
+    "studies_table",
     "u_chart",
+    "violations_table",
     "with_rules",
     "xbar_r",
     "xbar_s",

@@ -1,0 +1,623 @@
+"""What the analysis notebooks share: open the data, resolve days and machines, display results.
+
+A notebook's parameters (``date``, ``days``, ``warehouse``, ``site``, ``lines``, ``machines``)
+become one :class:`Scope`; the notebook then reads through it, calls the analytics and shows
+the results::
+
+    scope = nb.scope(date=date, days=days, warehouse=warehouse, site=site, lines=lines, machines=machines)
+    frames = scope.plant_frames()
+    nb.header(scope, "OEE", frames)
+    nb.show(plots.oee_trend(scope.oee(frames, by=("hour",)), tz=scope.tz))
+
+Figures and exported HTML
+-------------------------
+:func:`show` displays a plotly figure as a MIME bundle with ``text/html`` (what nbconvert puts
+in an HTML page — a figure without it vanishes from the export) and
+``application/vnd.plotly.v1+json`` (what JupyterLab's plotly renderer draws). The first figure
+shown in a kernel session carries plotly.js inline, read from the installed plotly package;
+later ones refer to it. So every executed notebook, and every page made from it, holds
+plotly.js exactly once and fetches nothing from the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench import jobs, oee, reliability, schema
+from workbench.config import settings
+from workbench.errors import ConfigError, ReliabilityError
+from workbench.store import DuckDBWarehouse, PostgresWarehouse, Warehouse, open_warehouse
+
+__all__ = [
+    "MONEY_COLUMNS",
+    "PERCENT_COLUMNS",
+    "Scope",
+    "WeibullChoice",
+    "header",
+    "heading",
+    "open_data",
+    "resolve_days",
+    "scope",
+    "select_machines",
+    "show",
+    "show_table",
+    "weibull_fit",
+    "with_unscheduled_time",
+]
+
+#: Columns :func:`show_table` formats as percentages without being told (fractions 0…1).
+PERCENT_COLUMNS = ("availability", "performance", "quality", "quality_ratio", "oee", "share",
+                   "cumulative_share", "first_pass_yield", "final_yield")
+#: Columns :func:`show_table` formats as money without being told.
+MONEY_COLUMNS = ("cost", "material_cost", "labor_cost")
+
+_PLOTLY = {"embedded": False}
+
+
+# =============================================================================================
+# data and scope
+# =============================================================================================
+
+def open_data(warehouse: str = "") -> Warehouse:
+    """Open the data a notebook reads, read-only where the engine allows it.
+
+    Parameters
+    ----------
+    warehouse : str
+        ``""``: the configured warehouse (``WORKBENCH_DATABASE_URL``, else the DuckDB file);
+        a ``postgresql://`` URL; or the path of a DuckDB file (e.g. the extract a report run
+        made).
+
+    Returns
+    -------
+    Warehouse
+
+    Raises
+    ------
+    ConfigError
+        When the DuckDB file does not exist.
+    """
+    cfg = settings()
+    text = str(warehouse).strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresWarehouse(text, timescale=cfg.timescale)
+    if not text:
+        if cfg.database_url is None and not cfg.warehouse_path.is_file():
+            raise ConfigError(f"the configured warehouse {cfg.warehouse_path} does not exist: run "
+                              "`workbench demo`, or pass warehouse= (a DuckDB file or a postgresql:// URL)")
+        return open_warehouse(cfg, read_only=True)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"warehouse {text!r} is neither a DuckDB file that exists nor a postgresql:// URL")
+    return DuckDBWarehouse(path, read_only=True)
+
+
+def resolve_days(wh: Warehouse, date: str | dt.date, days: int,
+                 tz: str) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime]:
+    """The production days a notebook covers and the instants bounding them.
+
+    Parameters
+    ----------
+    wh : Warehouse
+        Where the data is (for the latest day and the calendar's day start).
+    date : str or date
+        Last production day, ``YYYY-MM-DD``; ``""`` for the latest day with production data.
+    days : int
+        Number of production days ending at ``date`` (at least 1).
+    tz : str
+        Plant time zone.
+
+    Returns
+    -------
+    tuple
+        ``(first_day, last_day, start, end)``: ``[start, end)`` runs from the start of the first
+        production day (its first shift, e.g. 06:00) to the start of the day after the last.
+    """
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError(f"days must be a whole number ≥ 1 (got {days!r})")
+    if isinstance(date, dt.date):
+        last = date
+    elif not str(date).strip():
+        last = jobs.latest_production_day(wh, tz=tz)
+    else:
+        try:
+            last = dt.date.fromisoformat(str(date).strip())
+        except ValueError:
+            raise ConfigError(f"date must be YYYY-MM-DD or empty for the latest day (got {date!r})") from None
+    first = last - dt.timedelta(days=days - 1)
+    start, end = jobs.production_day_range(wh, first=first, last=last + dt.timedelta(days=1), tz=tz)
+    return first, last, start, end
+
+
+def _wanted(values: str | Iterable[str] | None) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        return [v.strip() for v in values.split(",") if v.strip()]
+    return [str(v) for v in values]
+
+
+def select_machines(wh: Warehouse, *, site: str = "", lines: Iterable[str] | str = (),
+                    machines: Iterable[str] | str = ()) -> pd.DataFrame:
+    """The rows of the ``machines`` table a notebook covers.
+
+    Parameters
+    ----------
+    wh : Warehouse
+        Where the machines table is.
+    site : str
+        Only this site (``""``: every site).
+    lines : iterable of str
+        Only these lines (empty: every line).
+    machines : iterable of str
+        Only these machine ids (empty: every machine).
+
+    Returns
+    -------
+    DataFrame
+        The selected machines, by id.
+
+    Raises
+    ------
+    ConfigError
+        When a requested site, line or machine does not exist, or nothing is left.
+    """
+    table = wh.read("machines").sort_values("machine_id", ignore_index=True)
+    chosen = table
+    filters = (("site", _wanted(site)), ("line", _wanted(lines)), ("machine_id", _wanted(machines)))
+    for column, wanted in filters:
+        if not wanted:
+            continue
+        unknown = sorted(set(wanted) - set(table[column].dropna().astype(str)))
+        if unknown:
+            known = ", ".join(sorted(table[column].dropna().astype(str).unique()))
+            raise ConfigError(f"unknown {column.replace('_id', '')}(s) {', '.join(unknown)}; "
+                              f"the warehouse has {known or 'none'}")
+        chosen = chosen[chosen[column].astype(str).isin(wanted)]
+    if chosen.empty:
+        raise ConfigError(f"no machine matches site={site!r}, lines={list(_wanted(lines))}, "
+                          f"machines={list(_wanted(machines))}")
+    return chosen.reset_index(drop=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Scope:
+    """What a notebook covers: where the data is, which production days and which machines.
+
+    Attributes
+    ----------
+    warehouse : Warehouse
+        The open warehouse (read-only for DuckDB).
+    tz : str
+        Plant time zone.
+    first_day, last_day : date
+        The production days covered.
+    start, end : datetime
+        ``[start, end)`` bounding those days.
+    machines : DataFrame
+        The selected rows of the ``machines`` table.
+    selected : bool
+        Whether a site / line / machine filter was given (else every machine).
+    micro_stop_threshold_s : float
+        The configured micro-stop threshold.
+    """
+
+    warehouse: Warehouse
+    tz: str
+    first_day: dt.date
+    last_day: dt.date
+    start: dt.datetime
+    end: dt.datetime
+    machines: pd.DataFrame
+    selected: bool
+    micro_stop_threshold_s: float
+
+    @property
+    def days(self) -> int:
+        """Number of production days covered."""
+        return (self.last_day - self.first_day).days + 1
+
+    @property
+    def machine_ids(self) -> list[str]:
+        """Ids of the selected machines."""
+        return self.machines["machine_id"].astype(str).tolist()
+
+    @property
+    def machine_filter(self) -> list[str] | None:
+        """The machine ids to filter reads by, or None when every machine is selected."""
+        return self.machine_ids if self.selected else None
+
+    @property
+    def trend_grain(self) -> str:
+        """``"hour"`` for a single day, ``"day"`` for several."""
+        return "hour" if self.days == 1 else "day"
+
+    def before(self, days: int) -> dt.datetime:
+        """The instant ``days`` days before the start (e.g. a baseline's start)."""
+        return self.start - dt.timedelta(days=days)
+
+    def read(self, table: str, *, start: dt.datetime | None = None, end: dt.datetime | None = None,
+             overlap: bool = False) -> pd.DataFrame:
+        """Read a canonical table for the selected machines and days.
+
+        Parameters
+        ----------
+        table : str
+            Canonical table name. Tables without a time column are read whole.
+        start, end : datetime, optional
+            Override the range (e.g. ``start=scope.before(14)`` for a baseline).
+        overlap : bool
+            For interval tables: every interval overlapping the range, not only those starting in it.
+
+        Returns
+        -------
+        DataFrame
+            The rows, timestamps tz-aware (UTC).
+        """
+        tbl = schema.table(table)
+        ranged = tbl.time_column is not None
+        machines = self.machine_filter if "machine_id" in tbl.column_names else None
+        return self.warehouse.read(table, start=(start or self.start) if ranged else None,
+                                   end=(end or self.end) if ranged else None, machines=machines,
+                                   overlap=overlap and ranged)
+
+    def plant_frames(self) -> oee.PlantFrames:
+        """The tables OEE and the loss analyses need (see :func:`workbench.jobs.load_plant_frames`)."""
+        return jobs.load_plant_frames(self.warehouse, start=self.start, end=self.end,
+                                      machines=self.machine_filter)
+
+    def oee(self, frames: oee.PlantFrames, *, by: Sequence[str]) -> oee.OEEResult:
+        """OEE of the scope's days, grouped ``by`` (see :func:`workbench.oee.compute`)."""
+        return oee.compute(frames, by=tuple(by), tz=self.tz,
+                           micro_stop_threshold_s=self.micro_stop_threshold_s, start=self.start, end=self.end)
+
+
+def scope(*, date: str | dt.date = "", days: int = 1, warehouse: str = "", site: str = "",
+          lines: Iterable[str] | str = (), machines: Iterable[str] | str = ()) -> Scope:
+    """Turn a notebook's common parameters into a :class:`Scope`.
+
+    Parameters
+    ----------
+    date, days
+        See :func:`resolve_days`.
+    warehouse
+        See :func:`open_data`.
+    site, lines, machines
+        See :func:`select_machines`.
+
+    Returns
+    -------
+    Scope
+
+    Notes
+    -----
+    The next figure :func:`show` displays embeds plotly.js again (a notebook makes its scope
+    first, so a re-run notebook is complete on its own).
+    """
+    cfg = settings()
+    wh = open_data(warehouse)
+    first, last, start, end = resolve_days(wh, date, days, cfg.plant_timezone)
+    # A notebook starts by making its scope: after "Run all" in a live kernel its first figure
+    # must carry plotly.js again, or an HTML export of the re-run would have none.
+    _PLOTLY["embedded"] = False
+    chosen = select_machines(wh, site=site, lines=lines, machines=machines)
+    selected = bool(_wanted(site) or _wanted(lines) or _wanted(machines))
+    return Scope(wh, cfg.plant_timezone, first, last, start, end, chosen, selected,
+                 cfg.micro_stop_threshold_s)
+
+
+# =============================================================================================
+# what the notebook covers
+# =============================================================================================
+
+def _span(frame: pd.DataFrame, tz: str) -> str:
+    pairs = (("time", "time"), ("time_start", "time_end"), ("hour", "hour"))
+    for lo_col, hi_col in pairs:
+        if lo_col in frame.columns and hi_col in frame.columns and len(frame):
+            lo = pd.to_datetime(frame[lo_col], utc=True).min()
+            hi = pd.to_datetime(frame[hi_col], utc=True).max()
+            if pd.isna(lo):
+                return ""
+            return f"{lo.tz_convert(tz):%Y-%m-%d %H:%M} → {hi.tz_convert(tz):%Y-%m-%d %H:%M}"
+    return ""
+
+
+def _listing(ids: list[str], limit: int = 12) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f", … ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+def header(scope: Scope, title: str, data: Mapping[str, pd.DataFrame | int] | oee.PlantFrames | None = None,
+           *, notes: Sequence[str] = ()) -> None:
+    """Print what a notebook covers: the days, the machines, and the data it read.
+
+    Parameters
+    ----------
+    scope : Scope
+        The notebook's scope.
+    title : str
+        What the notebook shows.
+    data : mapping or PlantFrames, optional
+        The frames read (``{table: frame}``; a row count alone works too): their row counts and
+        the time range their rows span are listed.
+    notes : sequence of str
+        More lines to print (e.g. where a baseline comes from).
+    """
+    day_text = (f"{scope.first_day:%a %d %b %Y}" if scope.days == 1
+                else f"{scope.first_day:%a %d %b %Y} – {scope.last_day:%a %d %b %Y} ({scope.days} days)")
+    lines = [
+        f"{title} — {day_text}",
+        f"  time:      {pd.Timestamp(scope.start):%Y-%m-%d %H:%M %Z} → "
+        f"{pd.Timestamp(scope.end):%Y-%m-%d %H:%M %Z} ({scope.tz})",
+        f"  data:      {scope.warehouse.location} ({scope.warehouse.engine})",
+    ]
+    ids = scope.machine_ids
+    where = []
+    for column, label in (("site", "site"), ("line", "line")):
+        if column in scope.machines.columns:
+            values = sorted(scope.machines[column].dropna().astype(str).unique())
+            if values:
+                where.append(f"{label}{'s' if len(values) > 1 else ''} {', '.join(values)}")
+    which = "selected" if scope.selected else "all"
+    lines.append(f"  machines:  {which} {len(ids)} — {_listing(ids)}"
+                 + (f" ({'; '.join(where)})" if where else ""))
+    if isinstance(data, oee.PlantFrames):
+        data = {f.name: getattr(data, f.name) for f in fields(data)}
+    if data:
+        lines.append("  rows read:")
+        width = max(len(name) for name in data)
+        for name, frame in data.items():
+            if isinstance(frame, pd.DataFrame):
+                span = _span(frame, scope.tz)
+                lines.append(f"    {name:<{width}}  {len(frame):>10,}" + (f"   {span}" if span else ""))
+            else:
+                lines.append(f"    {name:<{width}}  {int(frame):>10,}")
+    lines += [f"  {note}" for note in notes]
+    print("\n".join(lines))
+
+
+# =============================================================================================
+# analysis glue the notebooks share
+# =============================================================================================
+
+def with_unscheduled_time(scope: Scope, downtime: pd.DataFrame, states: pd.DataFrame) -> pd.DataFrame:
+    """Downtime events plus the time the machines were not scheduled, as planned stops, so that
+    MTBF and times between failures count only scheduled time as uptime (see
+    :func:`workbench.reliability.unscheduled_stops`).
+
+    Parameters
+    ----------
+    scope : Scope
+        The window and machines.
+    downtime, states : DataFrame
+        ``downtime_events`` and ``machine_states`` read with ``overlap=True``.
+
+    Returns
+    -------
+    DataFrame
+        The downtime rows followed by the not-scheduled rows.
+    """
+    off = reliability.unscheduled_stops(states, downtime, start=scope.start, end=scope.end,
+                                        machines=scope.machine_ids)
+    parts = [f for f in (downtime, off) if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else downtime
+
+
+@dataclass(frozen=True)
+class WeibullChoice:
+    """Which times between failures a Weibull was fitted to, and the fit.
+
+    Attributes
+    ----------
+    machine : str or None
+        The machine, or None for every machine pooled.
+    label : str
+        Plain-English description of the choice.
+    fit : WeibullFit or None
+        The fit; None when no data set had enough failures (``reason`` says why).
+    reason : str
+        Why this choice was made (or why there is no fit).
+    """
+
+    machine: str | None
+    label: str
+    fit: reliability.WeibullFit | None
+    reason: str
+
+
+def weibull_fit(tbf: pd.DataFrame, mtbf: pd.DataFrame, *, machine: str = "",
+                confidence: float = 0.95) -> WeibullChoice:
+    """Fit a Weibull to the times between failures of one machine or of all machines.
+
+    Parameters
+    ----------
+    tbf : DataFrame
+        :func:`workbench.reliability.times_between_failures` rows.
+    mtbf : DataFrame
+        :func:`workbench.reliability.mtbf_mttr` rows (to find the machine with most failures).
+    machine : str
+        ``""``: the machine with the most failures (pooled when it has too few to fit);
+        ``"all"``: every machine pooled; else that machine.
+    confidence : float
+        Level of the parameter intervals.
+
+    Returns
+    -------
+    WeibullChoice
+        Also printed in one line.
+    """
+    wanted = machine.strip()
+    if wanted.lower() == "all":
+        order: list[tuple[str | None, str]] = [(None, "every machine pooled (as asked)")]
+    elif wanted:
+        order = [(wanted, "as asked")]
+    else:
+        order = [(None, "every machine pooled")]
+        ranked = mtbf[mtbf["failures"] > 0].sort_values(["failures", "machine_id"], ascending=[False, True])
+        if len(ranked):
+            worst, count = str(ranked["machine_id"].iloc[0]), int(ranked["failures"].iloc[0])
+            order.insert(0, (worst, f"the machine with the most failures ({count})"))
+    problems = []
+    for candidate, why in order:
+        label = "all machines" if candidate is None else f"machine {candidate}"
+        try:
+            fit = reliability.fit_weibull_tbf(tbf, confidence=confidence, machine=candidate)
+        except ReliabilityError as exc:
+            problems.append(str(exc))
+            continue
+        if problems:
+            why += f"; {'; '.join(problems)}"
+        choice = WeibullChoice(candidate, label, fit, why)
+        break
+    else:
+        choice = WeibullChoice(None, "no fit", None, "; ".join(problems) or "no failures")
+    print(f"Weibull fit: {choice.label} — {choice.reason}")
+    return choice
+
+
+# =============================================================================================
+# display
+# =============================================================================================
+
+def heading(text: str, *, level: int = 2) -> None:
+    """Display a heading computed at run time (e.g. the day's headline)."""
+    from html import escape
+
+    _display({"text/html": f"<h{level}>{escape(text)}</h{level}>", "text/markdown": f"{'#' * level} {text}",
+              "text/plain": text})
+
+
+def _display(bundle: dict[str, Any]) -> None:
+    from IPython.display import display
+
+    display(bundle, raw=True)
+
+
+def show(fig: Any, *, include_plotlyjs: bool | None = None) -> None:
+    """Display a plotly figure so that it survives every route out of the notebook.
+
+    The output carries ``text/html`` (``fig.to_html(full_html=False, …)``, what nbconvert
+    exports), ``application/vnd.plotly.v1+json`` (JupyterLab's plotly renderer) and a
+    ``text/plain`` line. The first figure of the kernel session embeds plotly.js inline (from
+    the installed package: nothing is fetched); later ones rely on it.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+        The figure.
+    include_plotlyjs : bool, optional
+        Force embedding plotly.js (True) or not (False); default: only the first time.
+    """
+    import plotly.io as pio
+
+    embed = (not _PLOTLY["embedded"]) if include_plotlyjs is None else bool(include_plotlyjs)
+    config = {"displaylogo": False, "responsive": True}
+    height = fig.layout.height or 450
+    html = fig.to_html(full_html=False, include_plotlyjs=embed, config=config, default_height=f"{height}px",
+                       default_width="100%")
+    spec = json.loads(pio.to_json(fig, validate=False, remove_uids=False))
+    spec["config"] = config
+    title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else "figure"
+    bundle = {"text/html": html, "application/vnd.plotly.v1+json": spec,
+              "text/plain": f"<plotly figure: {title.split('<br>')[0]}>"}
+    _display(bundle)
+    if embed:
+        _PLOTLY["embedded"] = True
+
+
+def _formats(frame: pd.DataFrame, *, percent: set[str], money: set[str], decimals: int, currency: str,
+             tz: str | None, formats: Mapping[str, str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    df = frame.copy()
+    fmt: dict[str, Any] = {}
+    for col in df.columns:
+        s = df[col]
+        if col in formats:
+            fmt[col] = formats[col]
+        elif isinstance(s.dtype, pd.DatetimeTZDtype):
+            df[col] = s.dt.tz_convert(tz) if tz else s
+            fmt[col] = lambda v: "–" if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}"
+        elif pd.api.types.is_bool_dtype(s):
+            continue
+        elif col in percent:
+            fmt[col] = "{:.1%}"
+        elif col in money:
+            fmt[col] = currency + "{:,.2f}"
+        elif pd.api.types.is_integer_dtype(s):
+            fmt[col] = "{:,}"
+        elif pd.api.types.is_float_dtype(s):
+            fmt[col] = f"{{:,.{decimals}f}}"
+    return df, fmt
+
+
+def show_table(frame: pd.DataFrame, *, columns: Sequence[str] | None = None, percent: Iterable[str] = (),
+               money: Iterable[str] = (), decimals: int = 1, formats: Mapping[str, str] | None = None,
+               currency: str = "$", caption: str | None = None, max_rows: int | None = 50,
+               tz: str | None = None) -> None:
+    """Display a frame as a tidy table: no index, readable headers, formatted numbers.
+
+    Fractions in :data:`PERCENT_COLUMNS` (and ``percent``) show as percentages, costs in
+    :data:`MONEY_COLUMNS` (and ``money``) as money, integers with thousands separators, other
+    numbers with ``decimals`` decimals, missing values as "–", timestamps in ``tz``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The table.
+    columns : sequence of str, optional
+        Show only these columns, in this order.
+    percent, money : iterable of str
+        More columns to format as percentages / money.
+    decimals : int
+        Decimals of other floating-point columns.
+    formats : mapping, optional
+        Format strings for particular columns (``{"center": "{:.4f}"}``), over the rules above.
+    currency : str
+        Currency symbol.
+    caption : str, optional
+        Caption above the table.
+    max_rows : int, optional
+        Show at most this many rows (a note says how many more there are).
+    tz : str, optional
+        Show tz-aware timestamps in this zone.
+    """
+    df = frame if columns is None else frame[list(columns)]
+    more = max(len(df) - max_rows, 0) if max_rows else 0
+    df = df.head(max_rows) if max_rows else df
+    df, fmt = _formats(df, percent=set(PERCENT_COLUMNS) | set(percent), money=set(MONEY_COLUMNS) | set(money),
+                       decimals=decimals, currency=currency, tz=tz, formats=formats or {})
+    labels = {c: str(c).replace("_", " ") for c in df.columns}
+    df = df.rename(columns=labels)
+    styler = (df.style.format({labels[c]: f for c, f in fmt.items()}, na_rep="–")
+              .hide(axis="index")
+              .set_table_styles([
+                  {"selector": "th",
+                   "props": "text-align: left; padding: 4px 10px; border-bottom: 1px solid #999;"},
+                  {"selector": "td", "props": "padding: 3px 10px; border-bottom: 1px solid #eee;"},
+                  {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: bold;"},
+                  {"selector": "", "props": "border-collapse: collapse; font-size: 13px;"},
+              ]))
+    # Numbers right, text left — stated explicitly, since notebook themes right-align every cell.
+    numeric = [label for col, label in labels.items() if col in fmt]
+    text = [label for col, label in labels.items() if col not in fmt]
+    if numeric:
+        styler = styler.set_properties(subset=numeric, **{"text-align": "right"})
+    if text:
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    if caption:
+        styler = styler.set_caption(caption)
+    html = styler.to_html()
+    plain = styler.to_string(delimiter="\t") if len(df) else "(no rows)"
+    if more:
+        note = f"… {more:,} more row{'s' if more != 1 else ''} not shown"
+        html += f"<p><em>{note}</em></p>"
+        plain += "\n" + note
+    if not len(df):
+        html += "<p><em>No rows in the selected range.</em></p>"
+    _display({"text/html": html, "text/plain": plain})
