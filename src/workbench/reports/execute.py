@@ -1,0 +1,204 @@
+"""Run one analysis notebook with papermill: check its parameters first, never raise on a failing cell."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import traceback as tb
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import nbformat
+
+from workbench.errors import ReportError
+
+#: Papermill writes tracebacks with terminal colours; reports and e-mails want plain text.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+Status = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class SectionResult:
+    """One executed notebook (a report section).
+
+    Attributes
+    ----------
+    name : str
+        Section name: the notebook's file stem.
+    notebook : Path
+        The source notebook.
+    ipynb_path : Path
+        The executed notebook papermill wrote (partially executed when the run failed; it may be
+        missing when the kernel never started).
+    status : {"ok", "failed"}
+    error : str or None
+        One line: exception type and message of the failure.
+    traceback : str or None
+        The full traceback, without terminal colour codes.
+    started_at, finished_at : datetime
+        UTC, timezone-aware.
+    parameters : dict
+        The parameters the notebook was run with.
+    """
+
+    name: str
+    notebook: Path
+    ipynb_path: Path
+    status: Status
+    error: str | None
+    traceback: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    parameters: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the notebook ran to the end."""
+        return self.status == "ok"
+
+    @property
+    def duration_s(self) -> float:
+        """Wall-clock seconds the run took."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def _has_parameters_cell(notebook: Path) -> bool:
+    nb = nbformat.read(notebook, as_version=4)
+    return any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in nb.cells)
+
+
+def _json_value(value: object) -> bool:
+    """Whether papermill can inject ``value`` and record it in the notebook's JSON metadata."""
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_json_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+    return False
+
+
+def validate_parameters(notebook: Path, parameters: dict[str, object]) -> None:
+    """Check that ``parameters`` fit the notebook's ``parameters`` cell.
+
+    Papermill only logs a warning for a parameter the notebook does not declare, so a typo in a
+    pipeline file would silently run the notebook with its defaults; this makes it an error.
+
+    Parameters
+    ----------
+    notebook : Path
+        The source notebook.
+    parameters : dict
+        Names and JSON-compatible values (str, int, float, bool, None, lists and dicts of them).
+
+    Raises
+    ------
+    ReportError
+        When the notebook is missing or unreadable, has no cell tagged ``parameters``, when a key
+        is not one of its parameters (the message names the unknown keys and lists the allowed
+        ones), or when a value cannot be written into a notebook (e.g. a ``date``: pass
+        ``day.isoformat()``).
+    """
+    import papermill
+
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise ReportError(f"notebook {notebook} does not exist")
+    try:
+        has_cell = _has_parameters_cell(notebook)
+    except (OSError, ValueError) as exc:  # nbformat raises ValueError subclasses on bad JSON
+        raise ReportError(f"notebook {notebook} cannot be read: {exc}") from None
+    if not has_cell:
+        raise ReportError(f"notebook {notebook} has no cell tagged 'parameters'; tag the cell that holds "
+                          "the defaults (View → Cell Toolbar → Tags in Jupyter) so runs can set them")
+    declared = papermill.inspect_notebook(str(notebook))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        allowed = ", ".join(sorted(declared)) or "(none)"
+        raise ReportError(f"notebook {notebook.name} has no parameter(s) {', '.join(map(repr, unknown))}; "
+                          f"its parameters are: {allowed}")
+    bad = sorted(k for k, v in parameters.items() if not _json_value(v))
+    if bad:
+        kinds = ", ".join(f"{k!r} is a {type(parameters[k]).__name__}" for k in bad)
+        raise ReportError(f"notebook {notebook.name}: parameter values must be str, int, float, bool, None, "
+                          f"or lists / dicts of them ({kinds}); pass dates as ISO strings")
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        error = f"{exc.ename}: {exc.evalue}" if exc.evalue else exc.ename
+        trace = "\n".join(exc.traceback)
+        where = f"cell In [{exc.exec_count}]" if exc.exec_count is not None else f"cell #{exc.cell_index}"
+        trace = f"Exception in {where}:\n{trace}"
+    else:
+        # Not a cell error: timeout, dead kernel, missing kernel. Name the type so it is recognisable.
+        error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        trace = "".join(tb.format_exception(exc))
+    lines = _ANSI.sub("", error).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__), _ANSI.sub("", trace)
+
+
+def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
+                kernel_name: str = "workbench", timeout_s: int = 900,
+                cwd: Path | None = None) -> SectionResult:
+    """Execute ``notebook`` with papermill into ``out_dir/<stem>.ipynb``.
+
+    Parameters
+    ----------
+    notebook : Path
+        Source notebook with a cell tagged ``parameters``.
+    out_dir : Path
+        Where the executed notebook goes (created when missing).
+    parameters : dict
+        Values injected after the parameters cell (checked by :func:`validate_parameters`).
+    kernel_name : str
+        Jupyter kernel to run it with; ``make demo`` installs ``workbench``.
+    timeout_s : int
+        Longest a single cell may run.
+    cwd : Path, optional
+        Working directory of the kernel; default the notebook's directory (so relative paths in
+        the notebook mean what they mean when an analyst opens it).
+
+    Returns
+    -------
+    SectionResult
+        ``status="failed"`` with the error and traceback when a cell raised, a cell timed out or
+        the kernel died; the partially executed notebook is still written.
+
+    Raises
+    ------
+    ReportError
+        When the parameters do not fit the notebook (a configuration error, not a failed run).
+    """
+    import papermill
+
+    notebook = Path(notebook)
+    validate_parameters(notebook, parameters)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / f"{notebook.stem}.ipynb"
+    if output.resolve() == notebook.resolve():
+        raise ReportError(f"out_dir {out_dir} would overwrite the source notebook {notebook}")
+    started = dt.datetime.now(dt.UTC)
+    error = trace = None
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel_name,
+            execution_timeout=timeout_s, cwd=str(cwd or notebook.parent), progress_bar=False,
+            log_output=False,
+        )
+    except Exception as exc:
+        # A report with one broken section is still worth sending; the caller decides what a
+        # failure means, from the result.
+        error, trace = _failure(exc)
+    finished = dt.datetime.now(dt.UTC)
+    return SectionResult(name=notebook.stem, notebook=notebook, ipynb_path=output,
+                         status="failed" if error else "ok", error=error, traceback=trace,
+                         started_at=started, finished_at=finished, parameters=dict(parameters))

@@ -1,0 +1,538 @@
+"""The 05:00 e-mail: compose it from a :class:`~workbench.summary.DailySummary`, deliver it once.
+
+MIME structure of a composed message::
+
+    multipart/mixed                      (only when the report is attached)
+    ├── multipart/alternative
+    │   ├── text/plain                   the same facts as the HTML, as text tables
+    │   └── multipart/related
+    │       ├── text/html                tables with inline CSS, no script, images by cid:
+    │       ├── image/png  (Content-ID)  OEE per machine
+    │       └── image/png  (Content-ID)  downtime Pareto
+    └── application/zip                  the report's HTML pages, when there is no report URL
+
+Without an attachment the top level is the ``multipart/alternative``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import html
+import io
+import json
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from workbench.config import Settings
+from workbench.errors import MailError
+from workbench.reports import charts
+from workbench.reports.html import ReportResult
+from workbench.summary import DailySummary
+
+#: A zipped report larger than this is not attached (many mail servers reject ~10-25 MB).
+ATTACHMENT_LIMIT_BYTES = 10_000_000
+#: Rows of SPC series listed in the e-mail (the rest are counted).
+SPC_ROWS = 10
+
+_BAND_STYLE = {  # text colour, background — the same bands as the charts
+    "good": ("#166534", "#dcfce7"), "watch": ("#92400e", "#fef3c7"), "poor": ("#991b1b", "#fee2e2"),
+    "no plan": ("#4b5563", "#f3f4f6"),
+}
+_FONT = "font-family:Arial,Helvetica,sans-serif;"
+_TABLE = "border-collapse:collapse;width:100%;margin:4px 0 16px 0;font-size:13px;" + _FONT
+_TH = "text-align:left;padding:4px 8px;border-bottom:2px solid #d1d5db;background:#f9fafb;color:#374151;"
+_TD = "padding:4px 8px;border-bottom:1px solid #e5e7eb;color:#111827;"
+_H2 = "font-size:16px;margin:20px 0 4px 0;color:#111827;" + _FONT
+
+
+def _missing(value: object) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def _pct(value: object) -> str:
+    return "n/a" if _missing(value) else f"{float(value):.1%}"  # type: ignore[arg-type]
+
+
+def _num(value: object, digits: int = 0) -> str:
+    return "n/a" if _missing(value) else f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+# -- content, shared by the HTML and text parts -----------------------------------------------
+
+def _machine_rows(summary: DailySummary) -> list[dict[str, str]]:
+    return [{"Machine": str(r.machine_id), "Name": "" if _missing(r.name) else str(r.name),
+             "Line": "" if _missing(r.line) else str(r.line), "Availability": _pct(r.availability),
+             "Performance": _pct(r.performance), "Quality": _pct(r.quality), "OEE": _pct(r.oee),
+             "Good": _num(r.good), "Rejects": _num(r.rejects), "Down min": _num(r.down_min),
+             "Status": str(r.status)}
+            for r in summary.machines.itertuples(index=False)]
+
+
+def _downtime_rows(summary: DailySummary) -> list[dict[str, str]]:
+    return [{"Cause": str(r.reason_category), "Minutes": _num(r.minutes), "Stops": _num(r.events),
+             "Share": _pct(r.share)} for r in summary.downtime_top.itertuples(index=False)]
+
+
+def _scrap_rows(summary: DailySummary) -> list[dict[str, str]]:
+    return [{"Cause": str(r.scrap_category), "Quantity": _num(r.quantity), "Cost": _num(r.cost, 2),
+             "Share": _pct(r.share)} for r in summary.scrap_top.itertuples(index=False)]
+
+
+def _spc_rows(summary: DailySummary) -> tuple[list[dict[str, str]], int]:
+    series = summary.spc_by_series
+    rows = [{"Machine": str(r.machine_id), "Part": str(r.part_number),
+             "Characteristic": str(r.characteristic), "Violations": _num(r.violations), "Rules": str(r.rules)}
+            for r in series.head(SPC_ROWS).itertuples(index=False)]
+    return rows, max(len(series) - SPC_ROWS, 0)
+
+
+def _plant_facts(summary: DailySummary) -> list[tuple[str, str]]:
+    p = summary.plant
+    return [("OEE", _pct(p.get("oee"))), ("Availability", _pct(p.get("availability"))),
+            ("Performance", _pct(p.get("performance"))), ("Quality", _pct(p.get("quality"))),
+            ("Good", _num(p.get("good"))), ("Rejects", _num(p.get("rejects"))),
+            ("No data", f"{_num(p.get('no_data_min'))} min")]
+
+
+def _effective_warnings(warnings: list[str], report: ReportResult | None) -> list[str]:
+    out = list(warnings)
+    if report is not None:
+        # A failed section must never go unmentioned, even if the caller forgot to pass it on.
+        out += [f"Report section '{name}' failed; its page in the report shows the error."
+                for name in report.failed if not any(name in w for w in out)]
+        out += [w for w in report.warnings if w not in out]
+    return out
+
+
+def subject_for(summary: DailySummary, *, warnings: list[str], prefix: str = "") -> str:
+    """The subject line: optional prefix, a warning tag when there are warnings, the headline.
+
+    Parameters
+    ----------
+    summary : DailySummary
+    warnings : list of str
+    prefix : str
+        E.g. ``"[PLANT1]"``.
+
+    Returns
+    -------
+    str
+        ``"[PLANT1] ⚠ [WARNING] Plant OEE 66.2% — Wed 04 Nov 2026"``; the ASCII tag is there for
+        mail filters, the sign for people.
+    """
+    parts = [prefix.strip()] if prefix.strip() else []
+    if warnings:
+        parts.append("⚠ [WARNING]")
+    parts.append(summary.headline)
+    return " ".join(parts)
+
+
+# -- HTML part --------------------------------------------------------------------------------
+
+def _html_table(rows: list[dict[str, str]], *, cell_style=None) -> str:
+    if not rows:
+        return ""
+    head = "".join(f'<th style="{_TH}">{_e(c)}</th>' for c in rows[0])
+    body = []
+    for row in rows:
+        cells = []
+        for col, value in row.items():
+            extra = cell_style(row, col) if cell_style else ""
+            cells.append(f'<td style="{_TD}{extra}">{_e(value)}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (f'<table role="presentation" cellpadding="0" cellspacing="0" style="{_TABLE}">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _band_cell(row: dict[str, str], col: str) -> str:
+    if col not in ("OEE", "Status"):
+        return ""
+    fg, bg = _BAND_STYLE.get(row["Status"], ("#111827", "#ffffff"))
+    return f"color:{fg};background:{bg};font-weight:bold;"
+
+
+def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, str], link_html: str,
+               footer: str) -> str:
+    band = _BAND_STYLE.get(_plant_status(summary), ("#111827", "#ffffff"))
+    facts = "".join(
+        f'<td style="padding:6px 10px;text-align:center;{_FONT}">'
+        f'<div style="font-size:11px;color:#6b7280;">{_e(k)}</div>'
+        f'<div style="font-size:{"22px" if k == "OEE" else "15px"};font-weight:bold;'
+        f'color:{band[0] if k == "OEE" else "#111827"};">{_e(v)}</div></td>'
+        for k, v in _plant_facts(summary))
+    out = [f'<h1 style="font-size:20px;margin:0 0 8px 0;color:#111827;{_FONT}">{_e(summary.headline)}</h1>']
+    if warnings:
+        items = "".join(f'<li style="margin:2px 0;">{_e(w)}</li>' for w in warnings)
+        out.append(
+            '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+            'style="border-collapse:collapse;margin:8px 0 12px 0;"><tr>'
+            f'<td style="border:2px solid #b45309;background:#fffbeb;padding:8px 12px;color:#78350f;{_FONT}'
+            'font-size:14px;" data-wb="warnings"><strong>⚠ Warnings</strong>'
+            f'<ul style="margin:4px 0 0 0;padding-left:20px;">{items}</ul></td></tr></table>')
+    out.append(f'<table role="presentation" cellpadding="0" cellspacing="0" style="border-collapse:collapse;'
+               f'margin:4px 0 12px 0;background:#f9fafb;border:1px solid #e5e7eb;"><tr>{facts}</tr></table>')
+    good, watch = summary.thresholds
+    out.append(f'<h2 style="{_H2}">OEE per machine</h2>'
+               f'<p style="margin:0 0 4px 0;font-size:12px;color:#6b7280;{_FONT}">good ≥ {good:.0%}, '
+               f"watch ≥ {watch:.0%}, below: poor</p>")
+    out.append(_html_table(_machine_rows(summary), cell_style=_band_cell)
+               or f'<p style="{_FONT}">No machines.</p>')
+    out.append(_img(cids["oee"], "OEE per machine"))
+    out.append(f'<h2 style="{_H2}">Top downtime causes (unplanned)</h2>')
+    out.append(_html_table(_downtime_rows(summary)) or f'<p style="{_FONT}">No unplanned downtime.</p>')
+    if not summary.downtime_top.empty:
+        out.append(_img(cids["pareto"], "Downtime Pareto"))
+    out.append(f'<h2 style="{_H2}">Top scrap causes</h2>')
+    out.append(_html_table(_scrap_rows(summary)) or f'<p style="{_FONT}">No scrap.</p>')
+    spc, more = _spc_rows(summary)
+    out.append(f'<h2 style="{_H2}">SPC rule violations</h2>')
+    out.append(_html_table(spc) or f'<p style="{_FONT}">No SPC rule violations.</p>')
+    if more:
+        out.append(f'<p style="{_FONT}font-size:12px;">… and {more} more series.</p>')
+    out.append(link_html)
+    out.append(f'<p style="{_FONT}font-size:11px;color:#6b7280;margin-top:20px;">{_e(footer)}</p>')
+    return ('<!DOCTYPE html><html><head><meta charset="utf-8">'
+            f"<title>{_e(summary.headline)}</title></head>"
+            '<body style="margin:0;padding:0;background:#ffffff;">'
+            '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+            'style="border-collapse:collapse;"><tr><td style="padding:12px;">'
+            '<table role="presentation" cellpadding="0" cellspacing="0" '
+            'style="border-collapse:collapse;width:100%;max-width:760px;"><tr><td>'
+            + "".join(out) + "</td></tr></table></td></tr></table></body></html>")
+
+
+def _img(cid: str, alt: str) -> str:
+    return (f'<img src="cid:{cid}" alt="{_e(alt)}" width="640" '
+            'style="display:block;max-width:100%;height:auto;border:0;margin:0 0 12px 0;">')
+
+
+def _plant_status(summary: DailySummary) -> str:
+    from workbench.summary import status
+
+    # The same banding function the summary used for the machines, applied to the plant value.
+    return status(summary.plant.get("oee"), summary.thresholds)
+
+
+# -- text part --------------------------------------------------------------------------------
+
+def _text_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "  (none)\n"
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    line = "  " + "  ".join(c.ljust(widths[c]) for c in cols).rstrip()
+    rule = "  " + "  ".join("-" * widths[c] for c in cols)
+    body = ["  " + "  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in rows]
+    return "\n".join([line, rule, *body]) + "\n"
+
+
+def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, footer: str) -> str:
+    out = [summary.headline, "=" * len(summary.headline), ""]
+    if warnings:
+        out += ["WARNINGS", *[f"  ! {w}" for w in warnings], ""]
+    out.append("Plant: " + " | ".join(f"{k} {v}" for k, v in _plant_facts(summary)))
+    good, watch = summary.thresholds
+    out += ["", f"OEE per machine (good >= {good:.0%}, watch >= {watch:.0%}, below: poor)",
+            _text_table(_machine_rows(summary)),
+            "Top downtime causes (unplanned)", _text_table(_downtime_rows(summary)),
+            "Top scrap causes", _text_table(_scrap_rows(summary))]
+    spc, more = _spc_rows(summary)
+    out += ["SPC rule violations", _text_table(spc)]
+    if more:
+        out.append(f"  ... and {more} more series.\n")
+    out += [link_text, "", footer, ""]
+    return "\n".join(out)
+
+
+# -- attachment -------------------------------------------------------------------------------
+
+def _zip_report(report: ReportResult, *, folder: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for path in [report.index_html, *report.section_html.values()]:
+            zf.write(path, f"{folder}/{path.name}")
+    return buf.getvalue()
+
+
+def _domain(address: str) -> str:
+    _, addr = email.utils.parseaddr(address)
+    domain = addr.rpartition("@")[2]
+    # make_msgid would otherwise ask the resolver for this host's FQDN, which can hang offline.
+    return domain if domain and re.fullmatch(r"[A-Za-z0-9.-]+", domain) else "workbench.localdomain"
+
+
+def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, report_url: str | None,
+                        warnings: list[str], sender: str, recipients: list[str], subject_prefix: str = "",
+                        attachment_limit_bytes: int = ATTACHMENT_LIMIT_BYTES) -> EmailMessage:
+    """The daily e-mail of ``summary`` (see the module docstring for its MIME structure).
+
+    Parameters
+    ----------
+    summary : DailySummary
+        What the e-mail shows; nothing is recomputed.
+    report : ReportResult or None
+        The HTML report of the day. Its failed sections and build warnings are added to
+        ``warnings`` when not already mentioned.
+    report_url : str or None
+        Link to the full report. Without one, the report's HTML pages are attached as
+        ``report-<day>.zip`` (pages are self-contained: unzip and open ``index.html``), unless the
+        zip exceeds ``attachment_limit_bytes``, in which case the body says where the report is.
+    warnings : list of str
+        Shown in a warning box; any warning tags the subject with ``⚠ [WARNING]``.
+    sender : str
+        From address.
+    recipients : list of str
+        To addresses.
+    subject_prefix : str
+        Put first in the subject, e.g. ``"[PLANT1]"``.
+    attachment_limit_bytes : int
+        Largest zipped report that is attached.
+
+    Returns
+    -------
+    EmailMessage
+        With Message-ID, Date and ``Auto-Submitted: auto-generated`` (RFC 3834: no auto-replies).
+
+    Raises
+    ------
+    MailError
+        When there are no recipients or the report URL is not http(s).
+    """
+    recipients = [r.strip() for r in recipients if r and r.strip()]
+    if not recipients:
+        raise MailError("the daily e-mail has no recipients; set them in the pipeline file")
+    if report_url is not None and not re.match(r"^https?://", report_url, re.I):
+        raise MailError(f"report_url must be an http(s) URL, got {report_url!r}")
+    warnings = _effective_warnings(warnings, report)
+    now = dt.datetime.now(dt.UTC)
+    footer = (f"Production day {summary.day:%Y-%m-%d} ({summary.tz}), "
+              f"data from {summary.data.get('start', '?')} to {summary.data.get('end', '?')}; "
+              f"sent {now:%Y-%m-%d %H:%M} UTC by the plant workbench.")
+
+    attachment: bytes | None = None
+    folder = f"report-{summary.day:%Y-%m-%d}"
+    if report_url:
+        link_html = (f'<p style="{_FONT}font-size:14px;margin:16px 0;"><a href="{_e(report_url)}" '
+                     f'style="color:#1d4ed8;font-weight:bold;">Open the full report</a></p>')
+        link_text = f"Full report: {report_url}"
+    elif report is not None:
+        attachment = _zip_report(report, folder=folder)
+        if len(attachment) <= attachment_limit_bytes:
+            note = (f"The full report is attached as {folder}.zip: unzip it and open {folder}/index.html "
+                    "(works offline).")
+        else:
+            note = (f"The full report ({len(attachment) / 1e6:.1f} MB zipped) is too large to attach; "
+                    f"it is in {report.report_dir} on the workbench server.")
+            attachment = None
+        link_html = f'<p style="{_FONT}font-size:14px;margin:16px 0;">{_e(note)}</p>'
+        link_text = note
+    else:
+        link_html, link_text = "", "No HTML report was built for this day."
+
+    cids = {"oee": email.utils.make_msgid("oee", domain=_domain(sender))[1:-1],
+            "pareto": email.utils.make_msgid("pareto", domain=_domain(sender))[1:-1]}
+    msg = EmailMessage()
+    msg["Subject"] = subject_for(summary, warnings=warnings, prefix=subject_prefix)
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = email.utils.format_datetime(now)
+    msg["Message-ID"] = email.utils.make_msgid("daily", domain=_domain(sender))
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Workbench-Day"] = f"{summary.day:%Y-%m-%d}"
+    msg.set_content(_text_body(summary, warnings=warnings, link_text=link_text, footer=footer))
+    msg.add_alternative(_html_body(summary, warnings=warnings, cids=cids, link_html=link_html, footer=footer),
+                        subtype="html")
+    html_part = msg.get_payload()[1]
+    html_part.add_related(charts.oee_by_machine_png(summary), maintype="image", subtype="png",
+                          cid=f"<{cids['oee']}>", filename="oee-per-machine.png")
+    if not summary.downtime_top.empty:
+        html_part.add_related(charts.downtime_pareto_png(summary), maintype="image", subtype="png",
+                              cid=f"<{cids['pareto']}>", filename="downtime-pareto.png")
+    if attachment is not None:
+        msg.add_attachment(attachment, maintype="application", subtype="zip", filename=f"{folder}.zip")
+    return msg
+
+
+# -- delivery ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What :func:`deliver` did.
+
+    Attributes
+    ----------
+    method : {"smtp", "outbox", "skipped"}
+        ``skipped``: the marker said this message was already delivered.
+    path : Path or None
+        The ``.eml`` file (outbox), the marker (skipped), None for SMTP.
+    message_id : str or None
+    refused : tuple of str
+        Recipients the SMTP server refused while accepting the others.
+    """
+
+    method: Literal["smtp", "outbox", "skipped"]
+    path: Path | None
+    message_id: str | None
+    refused: tuple[str, ...] = ()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _slug(text: str, limit: int = 60) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:limit].rstrip("-") or "message"
+
+
+def _message_day(message: EmailMessage) -> str:
+    day = message.get("X-Workbench-Day")
+    if day and re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(day)):
+        return str(day)
+    try:
+        return f"{email.utils.parsedate_to_datetime(str(message['Date'])):%Y-%m-%d}"
+    except (TypeError, ValueError):
+        return f"{dt.datetime.now(dt.UTC):%Y-%m-%d}"
+
+
+def _recipients(message: EmailMessage) -> list[str]:
+    fields = [str(v) for h in ("To", "Cc", "Bcc") for v in message.get_all(h, [])]
+    return [addr for _, addr in email.utils.getaddresses(fields) if addr]
+
+
+def _to_outbox(message: EmailMessage, outbox: Path) -> Path:
+    outbox.mkdir(parents=True, exist_ok=True)
+    stem = f"{_message_day(message)}-{_slug(str(message.get('Subject', '')))}"
+    path = outbox / f"{stem}.eml"
+    n = 2
+    while path.exists():  # another message of the same day and subject: keep both
+        path = outbox / f"{stem}-{n}.eml"
+        n += 1
+    _write_atomic(path, message.as_bytes())
+    return path
+
+
+def _send_smtp(message: EmailMessage, settings: Settings) -> dict[str, tuple[int, bytes]]:
+    host, port = settings.smtp_host or "", settings.smtp_port
+    where = f"{host}:{port}"
+    # The system's trusted CAs (SSL_CERT_FILE / SSL_CERT_DIR point at a plant CA if needed);
+    # certificate and host name are always checked.
+    context = ssl.create_default_context()
+    if settings.smtp_user and settings.smtp_password is None:
+        raise MailError(f"WORKBENCH_SMTP_USER is set but WORKBENCH_SMTP_PASSWORD is not (SMTP {where})")
+    try:
+        if port == 465:
+            # Port 465 speaks TLS from the first byte (RFC 8314); STARTTLS does not apply there.
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=60, context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=60)
+        with smtp:
+            smtp.ehlo()
+            if settings.smtp_starttls and port != 465:
+                if not smtp.has_extn("starttls"):
+                    raise MailError(f"SMTP server {where} does not offer STARTTLS; set "
+                                    "WORKBENCH_SMTP_STARTTLS=false only for a relay on a trusted network")
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if settings.smtp_user:
+                if not smtp.has_extn("auth"):
+                    tls_hint = ("" if settings.smtp_starttls or port == 465 else
+                                " (servers often offer it only after STARTTLS, and "
+                                "WORKBENCH_SMTP_STARTTLS is off)")
+                    raise MailError(f"SMTP server {where} offers no AUTH for the login of "
+                                    f"{settings.smtp_user!r}{tls_hint}")
+                password = settings.smtp_password.get_secret_value()  # type: ignore[union-attr]
+                smtp.login(settings.smtp_user, password)
+            return smtp.send_message(message)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise MailError(f"SMTP server {where} refused the login of {settings.smtp_user!r}: "
+                        f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}") from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise MailError(f"SMTP server {where} refused every recipient: {', '.join(exc.recipients)}") from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise MailError(f"SMTP server {where} does not support what was asked: {exc}") from None
+    except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+        raise MailError(f"sending mail through {where} failed: {type(exc).__name__}: {exc}") from None
+
+
+def deliver(message: EmailMessage, *, settings: Settings, outbox: Path,
+            marker: Path | None = None) -> DeliveryResult:
+    """Send ``message`` by SMTP, or write it to the outbox when no SMTP host is configured.
+
+    Parameters
+    ----------
+    message : EmailMessage
+        From :func:`compose_daily_email` (recipients are its To / Cc / Bcc).
+    settings : Settings
+        ``smtp_host`` (unset: outbox), ``smtp_port``, ``smtp_starttls``, ``smtp_user``,
+        ``smtp_password``. Port 465 uses implicit TLS.
+    outbox : Path
+        Directory for ``<day>-<subject slug>.eml`` files (``<reports>/outbox``).
+    marker : Path, optional
+        Delivered-once marker. When it exists nothing is sent (``method="skipped"``), so a retried
+        flow never mails twice; after a delivery it is written atomically as JSON with
+        message_id, recipients, sent_at, method and path. A crash between handing the message
+        to the server and writing the marker can still lead to a second mail on retry.
+
+    Returns
+    -------
+    DeliveryResult
+
+    Raises
+    ------
+    MailError
+        When the server cannot be reached, refuses TLS, the login or every recipient.
+    """
+    if marker is not None and marker.exists():
+        try:
+            previous = json.loads(marker.read_text(encoding="utf-8"))
+            message_id = previous.get("message_id")
+        except (OSError, ValueError, AttributeError):
+            message_id = None  # unreadable, but it exists: the promise is "never twice"
+        return DeliveryResult(method="skipped", path=marker, message_id=message_id)
+    recipients = _recipients(message)
+    if not recipients:
+        raise MailError("the message has no recipients (To, Cc or Bcc)")
+    refused: tuple[str, ...] = ()
+    path: Path | None = None
+    if settings.smtp_host:
+        refused = tuple(sorted(_send_smtp(message, settings)))
+        method: Literal["smtp", "outbox"] = "smtp"
+    else:
+        path = _to_outbox(message, Path(outbox))
+        method = "outbox"
+    message_id = message.get("Message-ID")
+    if marker is not None:
+        record = {"message_id": message_id, "recipients": recipients, "refused": list(refused),
+                  "sent_at": dt.datetime.now(dt.UTC).isoformat(), "method": method,
+                  "path": str(path) if path else None, "subject": str(message.get("Subject", ""))}
+        _write_atomic(marker, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return DeliveryResult(method=method, path=path, message_id=message_id, refused=refused)

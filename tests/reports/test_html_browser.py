@@ -1,0 +1,105 @@
+"""The HTML report in a real headless Chromium with the network off: every figure draws, nothing is
+fetched from outside the report, the console stays clean. A screenshot of every page is kept in
+``test-artifacts/reports/``.
+
+Chromium is Debian's package (``apt-get install chromium``; ``.ci/run`` installs it): Playwright's
+own browser download is not used. In CI a missing browser is a failure, elsewhere a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reports"
+PAGES = ["index", "figures", "broken"]
+
+pytestmark = pytest.mark.slow
+
+ALL_PLOTS_DRAWN = """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
+                         .every(div => div.querySelector('svg.main-svg') !== null)"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        msg = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + "; .ci/run installs it")
+        pytest.skip(msg)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # launch() uses a fresh temporary profile (user-data-dir) every time
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_renders_offline(browser, built_report, name: str) -> None:
+    report = built_report.result
+    path = report.index_html if name == "index" else report.section_html[name]
+    context = browser.new_context(offline=True, service_workers="block", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    requests: list[str] = []
+    blocked: list[str] = []
+    errors: list[str] = []
+
+    def route(r) -> None:
+        url = r.request.url
+        if url.startswith("file://"):
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort("blockedbyclient")
+
+    page.on("request", lambda req: requests.append(req.url))
+    page.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    page.route("**/*", route)
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        plots = page.locator(".plotly-graph-div").count()
+        if plots:
+            page.wait_for_function(ALL_PLOTS_DRAWN, timeout=20_000)
+        drawn = page.evaluate("""() => Array.from(document.querySelectorAll('.plotly-graph-div'))
+                                          .map(div => div.querySelectorAll('svg.main-svg').length)""")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        title = page.title()
+    finally:
+        context.close()
+
+    leaving = [u for u in requests if not u.startswith(("file://", "data:", "blob:", "about:"))]
+    assert leaving == [] and blocked == [], f"requests left file:// — {leaving or blocked}"
+    assert errors == []
+    assert len(drawn) == plots and all(n > 0 for n in drawn), drawn
+    assert plots == {"index": 0, "figures": 3, "broken": 0}[name]
+    assert title
+    assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_index_links_lead_to_the_section_pages(browser, built_report) -> None:
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://") else r.abort())
+    try:
+        page.goto(built_report.result.index_html.as_uri())
+        failed_row = page.locator('tr[data-section="broken"]')
+        assert "FAILED" in failed_row.inner_text()
+        page.click("text=figures")
+        page.wait_for_load_state("load")
+        assert page.url.endswith("/figures.html")
+        page.click("nav >> text=Daily report")
+        assert page.url.endswith("/index.html")
+    finally:
+        context.close()
