@@ -19,6 +19,10 @@ import pytest
 from workbench.simulate import PlantConfig, SimulatedPlant, simulate_plant
 from workbench.store import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
+# Prefect's temporary test server must not try to send telemetry out of this machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
 PG_URL = os.environ.get("WORKBENCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

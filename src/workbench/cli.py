@@ -24,6 +24,11 @@ from workbench.errors import WorkbenchError
 from workbench.sampling_cli import app as sampling_app
 from workbench.spc.cli import app as spc_app
 
+# Nothing of the workbench may call out of the plant's network: Prefect's temporary server would
+# otherwise try to send usage telemetry.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
 app = typer.Typer(help="Analytics workbench for manufacturing plants.", no_args_is_help=True,
                   add_completion=False)
 db_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)

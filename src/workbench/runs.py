@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,9 @@ def report_url(settings: Settings, pipeline: Pipeline, day: dt.date) -> str | No
 
 def load_flows(home: Path) -> ModuleType:
     """Import the project's ``flows`` package (flows live beside, not inside, the library)."""
+    # No usage telemetry from Prefect's temporary server: nothing may call out of the plant.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     if not (home / "flows" / "__init__.py").is_file():
         raise ConfigError(f"no flows package at {home / 'flows'}")
     if str(home) not in sys.path:

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import re
 import traceback as tb
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -145,6 +146,38 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     return (lines[0] if lines else type(exc).__name__), _ANSI.sub("", trace)
 
 
+def _in_own_event_loop(call: Callable[[], object]) -> object:
+    """Run ``call`` on a fresh thread with a fresh asyncio loop.
+
+    papermill → nbclient → jupyter_core drive the kernel through ``run_until_complete`` on the
+    calling thread's event loop. Called from a worker thread of an orchestrator (Prefect's
+    thread pool runs several notebooks at once), that loop may be shared or already running —
+    "This event loop is already running". A thread of our own has a loop of its own.
+    """
+    import asyncio
+    import threading
+
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["error"] = exc
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    thread = threading.Thread(target=target, name=f"papermill-{threading.get_ident()}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box.get("result")
+
+
 def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
                 kernel_name: str = "workbench", timeout_s: int = 900,
                 cwd: Path | None = None) -> SectionResult:
@@ -189,11 +222,11 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
     started = dt.datetime.now(dt.UTC)
     error = trace = None
     try:
-        papermill.execute_notebook(
+        _in_own_event_loop(lambda: papermill.execute_notebook(
             str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel_name,
             execution_timeout=timeout_s, cwd=str(cwd or notebook.parent), progress_bar=False,
             log_output=False,
-        )
+        ))
     except Exception as exc:
         # A report with one broken section is still worth sending; the caller decides what a
         # failure means, from the result.
