@@ -90,3 +90,20 @@ def test_the_projects_pipelines_load() -> None:
     daily = found["daily_report"]
     assert daily.cron == "0 5 * * *" and daily.email is not None
     assert {n.name for n in daily.notebooks} == {"daily_summary", "oee", "pareto", "spc", "reliability"}
+
+
+def test_every_parameter_a_pipeline_passes_exists_in_its_notebook() -> None:
+    from workbench import reports
+
+    for pipeline in pipelines.load_all(ROOT, default_timezone="America/Chicago").values():
+        for spec in pipeline.notebooks:
+            params = pipeline.notebook_parameters(spec, date="2026-11-20", warehouse="data/extract.duckdb")
+            reports.validate_parameters(spec.path, params)   # raises ReportError naming the unknown
+
+
+def test_a_parameter_the_notebook_lacks_is_refused() -> None:
+    from workbench import reports
+    from workbench.errors import ReportError
+
+    with pytest.raises(ReportError, match="oee_treshold"):
+        reports.validate_parameters(ROOT / "notebooks" / "oee.ipynb", {"oee_treshold": 0.8})
