@@ -257,7 +257,7 @@ def run_command(
     if state.is_completed():
         result = state.result()
         for key, value in (result or {}).items():
-            console.print(f"{key}: {value}")
+            typer.echo(f"{key}: {value}")  # plain: paths must not be wrapped
         return
     err_console.print(f"[bold red]{p.name} ended {state.name}:[/] {state.message}", highlight=False)
     raise typer.Exit(1)
