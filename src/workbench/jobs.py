@@ -119,6 +119,7 @@ def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
     tables = {name: getattr(frames, name) for name in frames.__dataclass_fields__}
     tables["scrap_events"] = warehouse.read("scrap_events", start=start, end=end, machines=machines)
     tables["work_orders"] = warehouse.read("work_orders")
+    tables["characteristics"] = warehouse.read("characteristics")
     tables["quality_measurements"] = warehouse.read(
         "quality_measurements", start=start - dt.timedelta(days=summary.SPC_BASELINE_DAYS), end=end,
         machines=machines)

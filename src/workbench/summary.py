@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from workbench import losses, oee, spc
-from workbench.errors import SPCError, WorkbenchError
+from workbench.errors import WorkbenchError
 
 #: OEE colour bands (world class ≥ 85 %; below 65 % needs attention) — overridable per pipeline.
 DEFAULT_THRESHOLDS = (0.85, 0.65)
@@ -135,7 +135,7 @@ def daily_summary(tables: dict[str, pd.DataFrame], *, day: dt.date, start: dt.da
                                         work_orders=tables.get("work_orders")).head(top)
 
     violations = spc_violations(tables.get("quality_measurements", pd.DataFrame()), start=start, end=end,
-                                rules=rules)
+                                characteristics=tables.get("characteristics"), rules=rules)
     data = {"rows": {name: len(frame) for name, frame in tables.items()},
             "start": start.isoformat(), "end": end.isoformat()}
     return DailySummary(day, tz, plant, machines.reset_index(drop=True),
@@ -145,9 +145,10 @@ def daily_summary(tables: dict[str, pd.DataFrame], *, day: dt.date, start: dt.da
 
 
 def spc_violations(measurements: pd.DataFrame, *, start: dt.datetime, end: dt.datetime,
-                   rules: str = "western_electric", min_subgroups: int = 20) -> pd.DataFrame:
-    """Rule violations of the X̄ chart of every machine × part × characteristic in ``[start, end)``,
-    against limits estimated from the :data:`SPC_BASELINE_DAYS` before ``start``.
+                   characteristics: pd.DataFrame | None = None, rules: str | None = None,
+                   min_subgroups: int = 20) -> pd.DataFrame:
+    """Rule violations in ``[start, end)`` of every machine × part × characteristic, against
+    limits from the :data:`SPC_BASELINE_DAYS` before ``start`` (:func:`workbench.spc.studies`).
 
     A series with too little history for limits is listed with rule ``"no limits"`` rather than
     silently skipped.
@@ -155,19 +156,12 @@ def spc_violations(measurements: pd.DataFrame, *, start: dt.datetime, end: dt.da
     cols = ["machine_id", "part_number", "characteristic", "rule", "subgroup", "message"]
     if measurements.empty:
         return pd.DataFrame(columns=cols)
-    base_start = start - dt.timedelta(days=SPC_BASELINE_DAYS)
-    rows = []
-    keys = ["machine_id", "part_number", "characteristic"]
-    day = measurements[(measurements["time"] >= start) & (measurements["time"] < end)]
-    for key, today in day.groupby(keys):
-        hist = measurements[(measurements["time"] >= base_start) & (measurements["time"] < start)]
-        hist = hist[(hist[keys] == pd.Series(key, index=keys)).all(axis=1)]
-        try:
-            chart = spc.xbar_r(hist, value="value", subgroup="subgroup_id", time="time", rules=rules,
-                               min_subgroups=min_subgroups).location
-        except SPCError as exc:
-            rows.append((*key, "no limits", None, f"not enough history for control limits: {exc}"))
-            continue
-        for v in chart.apply(today).violations:
-            rows.append((*key, v.rule, v.subgroup, v.message))
-    return pd.DataFrame(rows, columns=cols)
+    found = spc.studies(measurements, characteristics if characteristics is not None else pd.DataFrame(),
+                        start=start, end=end, baseline_start=start - dt.timedelta(days=SPC_BASELINE_DAYS),
+                        rules=rules, min_subgroups=min_subgroups)
+    rows = spc.violations_table(found)[cols]
+    missing = pd.DataFrame(
+        [(st.machine_id, st.part_number, st.characteristic, "no limits", None,
+          f"not enough history for control limits: {st.problem}") for st in found if st.current is None],
+        columns=cols)
+    return pd.concat([rows, missing], ignore_index=True) if len(missing) else rows
