@@ -32,7 +32,8 @@ def _pareto(frame: pd.DataFrame, key: str, measures: dict[str, pd.Series], sort_
     out = out.sort_values([sort_by, key], ascending=[False, True], kind="stable").reset_index(drop=True)
     total = out[sort_by].sum()
     out["share"] = out[sort_by] / total if total > 0 else np.nan
-    out["cumulative_share"] = out["share"].cumsum()
+    # Float sums can overshoot 1 by an ulp before the last bar; a share of a whole never does.
+    out["cumulative_share"] = out["share"].cumsum().clip(upper=1.0)
     if total > 0:
         out.loc[out.index[-1], "cumulative_share"] = 1.0  # exact 100 % despite float sums
     return out
