@@ -263,6 +263,22 @@ def test_export_extract_to_duckdb(warehouse: Warehouse, tmp_path) -> None:
         pd.testing.assert_frame_equal(content(extract, "machines"), content(warehouse, "machines"))
 
 
+def test_an_extract_holds_exactly_what_read_returns_for_its_range(warehouse: Warehouse, tmp_path) -> None:
+    warehouse.write("machines", machines())
+    warehouse.write("machine_telemetry", telemetry(120))  # 2 machines × a reading a minute for 2 h
+    start, end = T0 + pd.Timedelta(minutes=30), T0 + pd.Timedelta(minutes=90)
+    path = tmp_path / "range.duckdb"
+    copied = warehouse.export_extract(path, tables=["machines", "machine_telemetry"], start=start, end=end)
+    assert copied == {"machines": 3, "machine_telemetry": 120}  # [start, end): 60 minutes × 2 machines
+    with DuckDBWarehouse(path, read_only=True) as extract:
+        pd.testing.assert_frame_equal(extract.read("machine_telemetry"),
+                                      warehouse.read("machine_telemetry", start=start, end=end))
+        assert extract.schema_version() is not None  # a warehouse of its own, canonical schema included
+    with pytest.raises(StoreError, match="timezone-aware"):
+        warehouse.export_extract(tmp_path / "naive.duckdb", tables=["machine_telemetry"],
+                                 start=dt.datetime(2026, 1, 1), end=None)
+
+
 @pytest.mark.postgres
 def test_timescale_on_without_the_extension_is_a_clear_error(pg_schema_url: str) -> None:
     with PostgresWarehouse(pg_schema_url, timescale="on") as wh:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import sys
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import pandas as pd
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench import schema
 from workbench.errors import SchemaError, StoreError
 
-Frame = pd.DataFrame | pl.DataFrame | pa.Table
+if TYPE_CHECKING:
+    import polars as pl
+
+#: What the store takes and returns (polars is imported only where it is used: a notebook kernel
+#: that only reads never needs it).
+Frame: TypeAlias = "pd.DataFrame | pl.DataFrame | pa.Table"
 FrameKind = Literal["pandas", "polars", "arrow"]
 
 #: Views every engine provides on top of the canonical tables.
@@ -52,7 +57,8 @@ def to_arrow(data: Frame, *, where: str = "input") -> pa.Table:
     """Convert a pandas / polars / Arrow frame to an Arrow table without copying where possible."""
     if isinstance(data, pa.Table):
         return data
-    if isinstance(data, pl.DataFrame):
+    polars = sys.modules.get("polars")  # a polars frame exists only if polars was imported
+    if polars is not None and isinstance(data, polars.DataFrame):
         return data.to_arrow()
     if isinstance(data, pd.DataFrame):
         return pa.Table.from_pandas(data, preserve_index=False)
@@ -64,6 +70,8 @@ def from_arrow(data: pa.Table, as_: FrameKind) -> Frame:
     if as_ == "arrow":
         return data
     if as_ == "polars":
+        import polars as pl
+
         return pl.from_arrow(data)
     if as_ == "pandas":
         # Arrow-backed strings would surprise notebook users; timestamps stay tz-aware UTC.
@@ -92,15 +100,16 @@ def prepare(tbl: schema.Table, data: Frame) -> pa.Table:
 def _fold_duplicates(tbl: schema.Table, arrow: pa.Table) -> pa.Table:
     if arrow.num_rows < 2:
         return arrow
-    keys = pl.from_arrow(arrow.select(list(tbl.key)))
-    dup_mask = keys.is_duplicated()
-    if not dup_mask.any():
-        return arrow
+    key = list(tbl.key)
+    if arrow.select(key).group_by(key).aggregate([]).num_rows == arrow.num_rows:
+        return arrow  # the usual case: every key once
+    import polars as pl
+
     frame = pl.from_arrow(arrow)
     distinct = frame.unique(maintain_order=True)
-    still = distinct.select(list(tbl.key)).is_duplicated()
+    still = distinct.select(key).is_duplicated()
     if still.any():
-        example = distinct.filter(still).select(list(tbl.key)).row(0)
+        example = distinct.filter(still).select(key).row(0)
         raise SchemaError(
             f"{tbl.name}: {int(still.sum())} rows share a key with different content "
             f"(first key {dict(zip(tbl.key, example, strict=True))}); a batch may not contradict itself"
@@ -298,12 +307,16 @@ class Warehouse(abc.ABC):
         copied: dict[str, int] = {}
         with DuckDBWarehouse(tmp) as out:
             out.init_schema()
-            for name in names:
-                tbl = schema.table(name)
-                ranged = tbl.time_column is not None
-                arrow = self.read(name, start=start if ranged else None, end=end if ranged else None,
-                                  as_="arrow")
-                out.write(name, arrow)
-                copied[name] = arrow.num_rows
+            with out.transaction():  # one commit for the whole extract, not one per table
+                for name in names:
+                    tbl = schema.table(name)
+                    ranged = tbl.time_column is not None
+                    arrow = self.read(name, start=start if ranged else None, end=end if ranged else None,
+                                      as_="arrow")
+                    if arrow.num_rows:
+                        # Rows read from a warehouse are canonical already (checked when they were
+                        # written, event ids included): insert them as they are.
+                        out._write_arrow(tbl, arrow)
+                    copied[name] = arrow.num_rows
         tmp.replace(target)
         return copied
