@@ -25,7 +25,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
-from scipy import stats
 
 from workbench.errors import PlotError
 from workbench.oee import OEEResult
@@ -653,7 +652,8 @@ def capability_histogram(values: Sequence[float] | pd.Series | np.ndarray, capab
     for sigma, name, dash in ((capability.sigma_within, f"within ({capability.within_method})", "solid"),
                               (capability.sigma_overall, "overall", "dash")):
         # The fitted normal, scaled from density to counts per bin of this histogram.
-        fig.add_trace(go.Scatter(x=grid, y=stats.norm.pdf(grid, capability.mean, sigma) * v.size * width,
+        density = np.exp(-0.5 * ((grid - capability.mean) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        fig.add_trace(go.Scatter(x=grid, y=density * v.size * width,
                                  name=f"{name}, σ = {sigma:.4g}", mode="lines",
                                  line={"dash": dash, "width": 2}, hoverinfo="skip"))
     for value, name, color in ((capability.lsl, "LSL", LIMIT), (capability.usl, "USL", LIMIT),

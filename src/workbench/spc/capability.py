@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special  # not scipy.stats: three quantiles do not need its 0.5 s import
 
 from workbench.errors import SPCError
 from workbench.spc._input import InputSpec, read
@@ -149,12 +149,13 @@ def _check_specs(lsl: float | None, usl: float | None, target: float | None) -> 
 
 
 def _chisq_interval(index: float, df: float, alpha: float) -> Interval:
-    lo, hi = stats.chi2.ppf([alpha / 2, 1 - alpha / 2], df)
+    # chdtri(df, p) is the chi-square quantile with upper tail p (= chi2.ppf(1 - p, df))
+    lo, hi = special.chdtri(df, [1 - alpha / 2, alpha / 2])
     return (float(index * math.sqrt(lo / df)), float(index * math.sqrt(hi / df)))
 
 
 def _bissell_interval(index: float, n: int, alpha: float) -> Interval:
-    half = stats.norm.ppf(1 - alpha / 2) * math.sqrt(1 / (9 * n) + index**2 / (2 * (n - 1)))
+    half = special.ndtri(1 - alpha / 2) * math.sqrt(1 / (9 * n) + index**2 / (2 * (n - 1)))
     return (float(index - half), float(index + half))
 
 
@@ -220,7 +221,7 @@ def capability_indices(*, n: int, mean: float, sigma_within: float, sigma_overal
         if limit is None:
             return None
         zval = (limit - mean) / sigma_within
-        return float(stats.norm.sf(zval) if upper else stats.norm.cdf(zval))
+        return float(special.ndtr(-zval) if upper else special.ndtr(zval))
 
     return Capability(
         n=n, mean=mean, sigma_within=sigma_within, within_method=within_method,

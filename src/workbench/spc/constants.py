@@ -26,7 +26,7 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
-from scipy import integrate, special
+from scipy import special
 
 from workbench.errors import SPCError
 
@@ -51,6 +51,8 @@ def _check_n(n: int) -> int:
 
 @cache
 def _d2(n: int) -> float:
+    from scipy import integrate  # only to compute a constant the first time it is needed
+
     def integrand(x: float) -> float:
         p = special.ndtr(x)
         return 1.0 - p**n - (1.0 - p) ** n
@@ -68,6 +70,8 @@ def _range_survival(w: float, n: int) -> float:
 
 @cache
 def _d3(n: int) -> float:
+    from scipy import integrate
+
     second_moment, _ = integrate.quad(lambda w: 2.0 * w * _range_survival(w, n), 0.0, np.inf,
                                       epsabs=1e-12, epsrel=1e-12, limit=200)
     return math.sqrt(second_moment - _d2(n) ** 2)
