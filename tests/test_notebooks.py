@@ -154,6 +154,34 @@ def test_a_new_scope_embeds_plotly_js_again(shown: list[dict], demo_warehouse: P
     assert [PLOTLY_JS in b["text/html"] for b in shown] == [True, True, False]
 
 
+def test_in_a_report_run_figures_leave_plotly_js_to_the_page(shown: list[dict],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.REPORT_RUN_ENV, "1")
+    fig = go.Figure(go.Bar(x=["a"], y=[1]))
+    nb.show(fig)
+    nb.show(fig)
+    assert [PLOTLY_JS in b["text/html"] for b in shown] == [False, False]
+    assert all("Plotly.newPlot" in b["text/html"] for b in shown)  # the page's plotly.js draws them
+
+
+def test_record_keeps_results_only_in_a_report_run(shown: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(config.REPORT_RUN_ENV, raising=False)
+    nb.record("total", {"good": 3})
+    assert shown == []  # an analyst's kernel: nothing extra in the notebook
+    monkeypatch.setenv(config.REPORT_RUN_ENV, "1")
+    nb.record("total", {"good": 3})
+    assert shown == [{config.RECORD_MIME: {"name": "total", "value": {"good": 3}}}]
+    with pytest.raises(ConfigError, match="JSON"):
+        nb.record("bad", {"when": dt.date(2026, 11, 20)})
+
+
+def test_warm_up_leaves_the_spc_constants_computed() -> None:
+    from workbench.spc import constants
+
+    nb.warm_up()
+    assert constants._d2.cache_info().currsize >= 9 and constants._d3.cache_info().currsize >= 9
+
+
 def test_show_table_formats_numbers(shown: list[dict]) -> None:
     frame = pd.DataFrame({"reason_category": ["Tooling", "Material", "(uncoded)"],
                           "minutes": [125.25, 30.0, np.nan], "events": [1200, 3, 1], "share": [0.8, 0.192, 0.008],

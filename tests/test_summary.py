@@ -6,6 +6,7 @@ import pytest
 
 from workbench import jobs, summary
 from workbench.demo import load_plant
+from workbench.errors import WorkbenchError
 from workbench.store import DuckDBWarehouse
 
 
@@ -62,3 +63,44 @@ def test_daily_summary_of_some_machines(loaded) -> None:
     assert s.plant["good"] == truth["good"].sum()
     assert set(s.spc_violations["machine_id"]) <= set(chosen)
     assert s.data["rows"]["machines"] == 2
+
+
+def test_a_summary_survives_its_json_record(loaded) -> None:
+    import json
+
+    import pandas as pd
+
+    plant, path = loaded
+    tz = plant.config.timezone
+    with DuckDBWarehouse(path, read_only=True) as wh:
+        day = jobs.latest_production_day(wh, tz=tz)
+        s = jobs.daily_summary_from(wh, day=day, tz=tz)
+    back = summary.DailySummary.from_record(json.loads(json.dumps(s.to_record(), allow_nan=False)))
+    assert (back.day, back.tz, back.plant, back.data, back.thresholds) == (s.day, s.tz, s.plant, s.data,
+                                                                            s.thresholds)
+    for name in ("machines", "downtime_top", "scrap_top", "spc_violations"):
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(s, name))
+    assert back.headline == s.headline
+
+
+def test_an_empty_day_survives_its_record_and_a_bad_record_is_refused() -> None:
+    import datetime as dt
+    import json
+
+    import pandas as pd
+
+    empty = summary.DailySummary(
+        dt.date(2026, 11, 20), "America/Chicago", {"oee": None, "good": 0, "rejects": 0},
+        pd.DataFrame(columns=["machine_id", "oee", "status"]),
+        pd.DataFrame(columns=["reason_category", "minutes", "events", "share"]),
+        pd.DataFrame(columns=["scrap_category", "quantity", "cost", "share"]),
+        pd.DataFrame(columns=["machine_id", "part_number", "characteristic", "rule", "subgroup", "message"]))
+    back = summary.DailySummary.from_record(json.loads(json.dumps(empty.to_record())))
+    assert back.plant == empty.plant and back.machines.empty and back.spc_by_series.empty
+    assert list(back.downtime_top.columns) == ["reason_category", "minutes", "events", "share"]
+    with pytest.raises(WorkbenchError, match="not a DailySummary record"):
+        summary.DailySummary.from_record({"kind": "something else"})
+    broken = empty.to_record()
+    del broken["frames"]["machines"]
+    with pytest.raises(WorkbenchError, match="malformed"):
+        summary.DailySummary.from_record(broken)

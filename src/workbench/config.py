@@ -18,6 +18,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workbench.errors import ConfigError
 
+#: Set to ``1`` in the kernel of a report run (:func:`workbench.reports.run_section`): figures
+#: leave plotly.js to the report page, and :func:`workbench.notebook.record` keeps results for
+#: the pipeline. Unset (an analyst's kernel): the first figure embeds plotly.js, nothing is kept.
+REPORT_RUN_ENV = "WORKBENCH_REPORT_RUN"
+#: MIME type of the results a report-run notebook keeps for its pipeline
+#: (:func:`workbench.notebook.record` writes them, :func:`workbench.reports.read_records` reads).
+RECORD_MIME = "application/vnd.workbench.record+json"
+
+
+def report_run() -> bool:
+    """Whether this process is the kernel of a report run (see :data:`REPORT_RUN_ENV`)."""
+    return os.environ.get(REPORT_RUN_ENV, "").strip().lower() in ("1", "true", "yes")
+
 
 def project_dir() -> Path:
     """The project directory: ``WORKBENCH_HOME`` if set, else the checkout this package lives in,
@@ -61,6 +74,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(default=None)
     mail_from: str = Field(default="workbench@localhost", description="sender address")
     report_base_url: str | None = Field(default=None, description="URL where reports/ is served")
+    fork_kernels: bool = Field(default=True, description="report kernels are forked from a process that "
+                               "has the libraries imported; false: a new interpreter per notebook")
 
     @field_validator("plant_timezone")
     @classmethod

@@ -16,7 +16,15 @@ in an HTML page — a figure without it vanishes from the export) and
 ``application/vnd.plotly.v1+json`` (what JupyterLab's plotly renderer draws). The first figure
 shown in a kernel session carries plotly.js inline, read from the installed plotly package;
 later ones refer to it. So every executed notebook, and every page made from it, holds
-plotly.js exactly once and fetches nothing from the network.
+plotly.js exactly once and fetches nothing from the network. In a report run
+(``WORKBENCH_REPORT_RUN=1`` in the kernel) the report page carries plotly.js, so the executed
+notebook does not (JupyterLab still draws its figures from their plotly JSON).
+
+Results for the pipeline
+------------------------
+:func:`record` keeps a result in the executed notebook of a report run (e.g. the daily
+summary the e-mail is made from), so the pipeline uses what the notebook showed instead of
+computing it again.
 """
 
 from __future__ import annotations
@@ -31,23 +39,26 @@ from typing import Any
 import pandas as pd
 
 from workbench import jobs, oee, reliability, schema
-from workbench.config import settings
+from workbench.config import RECORD_MIME, report_run, settings
 from workbench.errors import ConfigError, ReliabilityError
 from workbench.store import DuckDBWarehouse, PostgresWarehouse, Warehouse, open_warehouse
 
 __all__ = [
     "MONEY_COLUMNS",
     "PERCENT_COLUMNS",
+    "RECORD_MIME",
     "Scope",
     "WeibullChoice",
     "header",
     "heading",
     "open_data",
+    "record",
     "resolve_days",
     "scope",
     "select_machines",
     "show",
     "show_table",
+    "warm_up",
     "weibull_fit",
     "with_unscheduled_time",
 ]
@@ -506,7 +517,8 @@ def show(fig: Any, *, include_plotlyjs: bool | None = None) -> None:
     The output carries ``text/html`` (``fig.to_html(full_html=False, …)``, what nbconvert
     exports), ``application/vnd.plotly.v1+json`` (JupyterLab's plotly renderer) and a
     ``text/plain`` line. The first figure of the kernel session embeds plotly.js inline (from
-    the installed package: nothing is fetched); later ones rely on it.
+    the installed package: nothing is fetched); later ones rely on it. In a report run none
+    does: the report page supplies it.
 
     Parameters
     ----------
@@ -517,7 +529,10 @@ def show(fig: Any, *, include_plotlyjs: bool | None = None) -> None:
     """
     import plotly.io as pio
 
-    embed = (not _PLOTLY["embedded"]) if include_plotlyjs is None else bool(include_plotlyjs)
+    if include_plotlyjs is None:
+        embed = not _PLOTLY["embedded"] and not report_run()
+    else:
+        embed = bool(include_plotlyjs)
     config = {"displaylogo": False, "responsive": True}
     height = fig.layout.height or 450
     html = fig.to_html(full_html=False, include_plotlyjs=embed, config=config, default_height=f"{height}px",
@@ -530,6 +545,66 @@ def show(fig: Any, *, include_plotlyjs: bool | None = None) -> None:
     _display(bundle)
     if embed:
         _PLOTLY["embedded"] = True
+
+
+def record(name: str, value: Any) -> None:
+    """Keep ``value`` in the executed notebook for the pipeline that runs it.
+
+    Only in a report run (see :func:`workbench.config.report_run`); in an analyst's kernel it
+    does nothing. The output has only the :data:`RECORD_MIME` type, which report pages do not
+    show; :func:`workbench.reports.read_records` reads it back.
+
+    Parameters
+    ----------
+    name : str
+        What the pipeline looks for (e.g. ``"daily_summary"``).
+    value : object
+        JSON-compatible data, or an object with ``to_record()`` returning such data (e.g.
+        :class:`workbench.summary.DailySummary`).
+    """
+    if not report_run():
+        return
+    payload = value.to_record() if hasattr(value, "to_record") else value
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"record {name!r}: the value must be JSON data ({exc})") from None
+    _display({RECORD_MIME: {"name": name, "value": payload}})
+
+
+def warm_up() -> None:
+    """Do once what the first figure, table and control chart of a notebook would do.
+
+    Loads plotly's trace and layout classes (plotly imports them on first use), compiles
+    pandas' table template and computes the SPC constants of subgroup sizes 2–10 (each is an
+    integral). A kernel zygote (:mod:`workbench.reports.kernels`) calls this before it forks,
+    so every report kernel starts with it done; in an analyst's kernel it is never needed.
+    """
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from plotly.subplots import make_subplots
+    from scipy import optimize  # noqa: F401 — Weibull fits
+
+    from workbench import plots
+    from workbench.spc import constants
+
+    fig = make_subplots(rows=1, cols=2)
+    fig.add_trace(go.Bar(x=["a"], y=[1.0]), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[1.0], y=[1.0], mode="lines+markers"), row=1, col=2)
+    fig.add_hline(y=1.0, line={"dash": "dash"})
+    fig.add_vline(x=1.0)
+    fig.add_annotation(text="x", x=1.0, y=1.0)
+    fig.update_layout(template=plots.TEMPLATE)
+    for trace in (go.Histogram(x=[1.0]), go.Indicator(mode="number", value=1.0),
+                  go.Waterfall(x=["a"], y=[1.0])):
+        fig.add_trace(trace)
+    fig.to_html(full_html=False, include_plotlyjs=False)
+    pio.to_json(fig, validate=False)
+    table = pd.DataFrame({"a": [1.0], "b": ["x"]})
+    styler = table.style.format({"a": "{:.1f}"}).hide(axis="index")
+    styler.set_properties(subset=["a"], **{"text-align": "right"}).to_html()
+    for n in range(2, 11):
+        constants.d2(n), constants.d3(n), constants.c4(n)
 
 
 def _formats(frame: pd.DataFrame, *, percent: set[str], money: set[str], decimals: int, currency: str,

@@ -7,11 +7,14 @@ Computed once from the canonical tables; the ``daily_summary`` notebook displays
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
-from workbench import losses, oee, spc
+from workbench import losses, oee
 from workbench.errors import WorkbenchError
 
 #: OEE colour bands (world class ≥ 85 %; below 65 % needs attention) — overridable per pipeline.
@@ -68,12 +71,53 @@ class DailySummary:
         return out.reset_index().sort_values(["violations", "machine_id"], ascending=[False, True],
                                              ignore_index=True)
 
+    def to_record(self) -> dict[str, Any]:
+        """The summary as JSON-compatible data (frames as pandas table-schema JSON, which keeps
+        dtypes and time zones), e.g. to keep in an executed notebook for the e-mail.
+
+        See :meth:`from_record` for the way back.
+        """
+        frames = {name: json.loads(getattr(self, name).to_json(orient="table", date_format="iso",
+                                                                index=False))
+                  for name in _FRAMES}
+        return {"kind": "DailySummary", "version": 1, "day": self.day.isoformat(), "tz": self.tz,
+                "plant": dict(self.plant), "frames": frames, "data": self.data,
+                "thresholds": list(self.thresholds)}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DailySummary:
+        """The summary :meth:`to_record` wrote.
+
+        Raises
+        ------
+        WorkbenchError
+            When ``record`` is not a daily summary record of a version this code reads.
+        """
+        if not isinstance(record, dict) or record.get("kind") != "DailySummary" or record.get("version") != 1:
+            raise WorkbenchError("not a DailySummary record (version 1)")
+        try:
+            frames = {name: _frame_from_table_json(record["frames"][name]) for name in _FRAMES}
+            good, watch = record["thresholds"]
+            return cls(dt.date.fromisoformat(str(record["day"])), str(record["tz"]), dict(record["plant"]),
+                       frames["machines"], frames["downtime_top"], frames["scrap_top"],
+                       frames["spc_violations"], dict(record.get("data") or {}), (float(good), float(watch)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorkbenchError(f"malformed DailySummary record: {type(exc).__name__}: {exc}") from None
+
     @property
     def headline(self) -> str:
         """One line for an e-mail subject: plant OEE and the day."""
         value = self.plant.get("oee")
         shown = "n/a" if value is None else f"{value:.1%}"
         return f"Plant OEE {shown} — {self.day:%a %d %b %Y}"
+
+
+_FRAMES = ("machines", "downtime_top", "scrap_top", "spc_violations")
+
+
+def _frame_from_table_json(table: object) -> pd.DataFrame:
+    frame = pd.read_json(io.StringIO(json.dumps(table)), orient="table")
+    return frame.reset_index(drop=True)
 
 
 def status(value: float | None, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS) -> str:
@@ -153,6 +197,8 @@ def spc_violations(measurements: pd.DataFrame, *, start: dt.datetime, end: dt.da
     A series with too little history for limits is listed with rule ``"no limits"`` rather than
     silently skipped.
     """
+    from workbench import spc  # scipy: imported when SPC is computed, not by every reader of a summary
+
     cols = ["machine_id", "part_number", "characteristic", "rule", "subgroup", "message"]
     if measurements.empty:
         return pd.DataFrame(columns=cols)

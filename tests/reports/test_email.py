@@ -405,3 +405,21 @@ def _tiny_report(tmp_path: Path, failed: list[str] | None = None) -> ReportResul
     (d / "stray.txt").write_text("not part of the report")
     return ReportResult(index_html=d / "index.html", section_html={"oee": d / "oee.html"},
                         failed=list(failed or []))
+
+
+def test_charts_drawn_ahead_are_used_and_must_be_of_the_same_day(daily_summary) -> None:
+    import dataclasses
+
+    from workbench.reports import EmailCharts, email_charts
+
+    drawn = email_charts(daily_summary)
+    assert drawn.oee_png.startswith(b"\x89PNG")
+    msg = compose_daily_email(daily_summary, report=None, report_url="https://reports.example/x", warnings=[],
+                              sender=SENDER, recipients=RECIPIENTS, images=drawn)
+    pngs = [p.get_content() for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert drawn.oee_png in pngs
+    stale = dataclasses.replace(drawn, day=daily_summary.day - dt.timedelta(days=1))
+    assert isinstance(stale, EmailCharts)
+    with pytest.raises(MailError, match="charts are of"):
+        compose_daily_email(daily_summary, report=None, report_url=None, warnings=[], sender=SENDER,
+                            recipients=RECIPIENTS, images=stale)

@@ -204,3 +204,48 @@ def test_code_version_names_the_package_version_and_commit() -> None:
     repo = Path(__file__).resolve().parents[2]
     if (repo / ".git").exists():
         assert re.fullmatch(re.escape(version("workbench")) + r"\+[0-9a-f]{4,40}(-dirty)?", v), v
+
+
+# -- progress saves, pages built ahead (no kernel needed) -------------------------------------
+
+
+def _manager_run(monkeypatch: pytest.MonkeyPatch, every_s: float) -> int:
+    import papermill.engines
+
+    from workbench.reports import engine
+
+    writes: list[str] = []
+    monkeypatch.setattr(papermill.engines, "write_ipynb", lambda nb, path: writes.append(path))
+    monkeypatch.setattr(engine.ThrottledExecutionManager, "save_every_s", every_s)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(str(i)) for i in range(3)])
+    nb.metadata["papermill"] = {}
+    man = engine.ThrottledExecutionManager(nb, output_path="out.ipynb", progress_bar=False)
+    man.notebook_start()
+    for i, cell in enumerate(nb.cells):
+        man.cell_start(cell, i)
+        man.cell_complete(cell, i)
+    man.notebook_complete()
+    return len(writes)
+
+
+def test_progress_saves_are_throttled_but_start_and_end_always_save(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _manager_run(monkeypatch, 10.0) == 2  # the start and the end
+    assert _manager_run(monkeypatch, 0.0) == 8  # papermill's own behaviour: also every cell start and end
+
+
+def test_build_report_reuses_pages_built_ahead(built_report, tmp_path: Path) -> None:
+    from workbench.reports import build_section_page
+
+    sections = [built_report.sections["figures"], built_report.sections["broken"]]
+    common = {"title": "t", "parameters": {}, "data_summary": DATA_SUMMARY, "code_version": CODE_VERSION,
+              "generated_at": GENERATED_AT, "tz": PLANT_TZ}
+    early = build_section_page(sections[0], report_dir=tmp_path, **common)
+    assert early.path == tmp_path / "figures.html" and early.path.is_file()
+    written_at = early.path.stat().st_mtime_ns
+    report = build_report(sections, report_dir=tmp_path, pages={"figures": early}, **common)
+    assert early.path.stat().st_mtime_ns == written_at  # not written again
+    assert report.section_html == {"figures": early.path, "broken": tmp_path / "broken.html"}
+    assert (tmp_path / "broken.html").is_file() and report.index_html.is_file()
+    elsewhere = build_section_page(sections[0], report_dir=tmp_path / "other", **common)
+    with pytest.raises(ReportError, match="not a file in"):
+        build_report(sections, report_dir=tmp_path, pages={"figures": elsewhere}, **common)

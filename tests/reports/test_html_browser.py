@@ -103,3 +103,59 @@ def test_index_links_lead_to_the_section_pages(browser, built_report) -> None:
         assert page.url.endswith("/index.html")
     finally:
         context.close()
+
+
+def _open_offline(browser, path: Path) -> tuple[list[int], bool, list[str], list[str]]:
+    """Open ``path`` with the network off: plots drawn per figure, whether the missing-plotly.js
+    warning shows, console errors, requests that left the file system."""
+    context = browser.new_context(offline=True, service_workers="block")
+    page = context.new_page()
+    errors: list[str] = []
+    outside: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def route(r) -> None:
+        if r.request.url.startswith("file://"):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort("blockedbyclient")
+
+    page.route("**/*", route)
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        if page.locator(".plotly-graph-div").count() and page.evaluate("() => !!window.Plotly"):
+            page.wait_for_function(ALL_PLOTS_DRAWN, timeout=10_000)
+        drawn = page.evaluate("""() => Array.from(document.querySelectorAll('.plotly-graph-div'))
+                                          .map(div => div.querySelectorAll('svg.main-svg').length)""")
+        warned = page.locator("#wb-no-plotly").count() == 1
+    finally:
+        context.close()
+    return drawn, warned, errors, outside
+
+
+def test_the_emailed_zip_shares_one_plotly_js_and_its_pages_render_offline(browser, built_report,
+                                                                            tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from workbench.reports.html import SHARED_PLOTLY_JS, report_zip
+
+    data = report_zip(built_report.result, folder="report-2026-11-04")
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert sorted(names) == sorted(f"report-2026-11-04/{n}" for n in
+                                   ["index.html", "figures.html", "broken.html", SHARED_PLOTLY_JS])
+    assert len(data) < 3_000_000  # one plotly.js (compressed), not one per page
+    zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path)
+    folder = tmp_path / "report-2026-11-04"
+    drawn, warned, errors, outside = _open_offline(browser, folder / "figures.html")
+    assert len(drawn) == 3 and all(n > 0 for n in drawn), drawn
+    assert not warned and errors == [] and outside == []
+    # a page opened on its own, without the folder's plotly.js, says what to do instead of
+    # showing empty boxes
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "figures.html").write_bytes((folder / "figures.html").read_bytes())
+    drawn, warned, _, outside = _open_offline(browser, lone / "figures.html")
+    assert warned and outside == [] and not any(drawn)

@@ -43,6 +43,9 @@ class SectionResult:
         UTC, timezone-aware.
     parameters : dict
         The parameters the notebook was run with.
+    records : dict
+        What the notebook kept for the pipeline with :func:`workbench.notebook.record`, by
+        name (only from a notebook that ran to the end).
     """
 
     name: str
@@ -54,6 +57,7 @@ class SectionResult:
     started_at: dt.datetime
     finished_at: dt.datetime
     parameters: dict[str, object] = field(default_factory=dict)
+    records: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -180,7 +184,7 @@ def _in_own_event_loop(call: Callable[[], object]) -> object:
 
 def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
                 kernel_name: str = "workbench", timeout_s: int = 900,
-                cwd: Path | None = None) -> SectionResult:
+                cwd: Path | None = None, kernels: str | None = None) -> SectionResult:
     """Execute ``notebook`` with papermill into ``out_dir/<stem>.ipynb``.
 
     Parameters
@@ -198,6 +202,16 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
     cwd : Path, optional
         Working directory of the kernel; default the notebook's directory (so relative paths in
         the notebook mean what they mean when an analyst opens it).
+    kernels : str, optional
+        Address of a :class:`~workbench.reports.kernels.KernelZygote` to fork the kernel from
+        (a fresh kernel process that starts with the libraries imported); default: start the
+        kernel the usual way.
+
+    Notes
+    -----
+    Figures shown with :func:`workbench.notebook.show` carry no plotly.js in the executed
+    notebook: the HTML page :func:`~workbench.reports.build_report` makes supplies it, and
+    JupyterLab draws them from their plotly JSON.
 
     Returns
     -------
@@ -212,6 +226,10 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
     """
     import papermill
 
+    from workbench.config import REPORT_RUN_ENV
+    from workbench.reports import engine
+    from workbench.reports.kernels import kernel_manager_class
+
     notebook = Path(notebook)
     validate_parameters(notebook, parameters)
     out_dir = Path(out_dir)
@@ -219,14 +237,20 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
     output = out_dir / f"{notebook.stem}.ipynb"
     if output.resolve() == notebook.resolve():
         raise ReportError(f"out_dir {out_dir} would overwrite the source notebook {notebook}")
+    # Tell the notebook it runs for a report: the page carries plotly.js once (a copy in the
+    # executed notebook would be 4.8 MB that every later step reads, writes and strips), and
+    # results it records (workbench.notebook.record) are kept for the pipeline.
+    manager = kernel_manager_class(kernels, env={REPORT_RUN_ENV: "1"})
     started = dt.datetime.now(dt.UTC)
     error = trace = None
+    records: dict[str, object] = {}
     try:
-        _in_own_event_loop(lambda: papermill.execute_notebook(
+        executed = _in_own_event_loop(lambda: papermill.execute_notebook(
             str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel_name,
-            execution_timeout=timeout_s, cwd=str(cwd or notebook.parent), progress_bar=False,
-            log_output=False,
+            engine_name=engine.register(), execution_timeout=timeout_s, cwd=str(cwd or notebook.parent),
+            progress_bar=False, log_output=False, kernel_manager_class=manager,
         ))
+        records = _records(executed)
     except Exception as exc:
         # A report with one broken section is still worth sending; the caller decides what a
         # failure means, from the result.
@@ -234,4 +258,46 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
     finished = dt.datetime.now(dt.UTC)
     return SectionResult(name=notebook.stem, notebook=notebook, ipynb_path=output,
                          status="failed" if error else "ok", error=error, traceback=trace,
-                         started_at=started, finished_at=finished, parameters=dict(parameters))
+                         started_at=started, finished_at=finished, parameters=dict(parameters),
+                         records=records)
+
+
+def read_records(ipynb_path: Path) -> dict[str, object]:
+    """The results an executed notebook kept with :func:`workbench.notebook.record`, by name.
+
+    Parameters
+    ----------
+    ipynb_path : Path
+        An executed notebook.
+
+    Returns
+    -------
+    dict
+        Name → recorded value (the last one when a name was recorded twice); empty when the
+        notebook is missing or kept nothing.
+
+    Raises
+    ------
+    ReportError
+        When the file exists but is not a readable notebook.
+    """
+    path = Path(ipynb_path)
+    if not path.is_file():
+        return {}
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"executed notebook {path} cannot be read: {exc}") from None
+    return _records(nb)
+
+
+def _records(nb: object) -> dict[str, object]:
+    from workbench.config import RECORD_MIME
+
+    found: dict[str, object] = {}
+    for cell in getattr(nb, "cells", None) or []:
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            kept = output.get("data", {}).get(RECORD_MIME)
+            if isinstance(kept, dict) and isinstance(kept.get("name"), str):
+                found[kept["name"]] = kept.get("value")
+    return found

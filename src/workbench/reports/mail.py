@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import html
-import io
 import json
 import os
 import re
@@ -27,7 +26,6 @@ import smtplib
 import ssl
 import tempfile
 import unicodedata
-import zipfile
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -37,7 +35,6 @@ import pandas as pd
 
 from workbench.config import Settings
 from workbench.errors import MailError
-from workbench.reports import charts
 from workbench.reports.html import ReportResult
 from workbench.summary import DailySummary
 
@@ -263,11 +260,9 @@ def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, fo
 # -- attachment -------------------------------------------------------------------------------
 
 def _zip_report(report: ReportResult, *, folder: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for path in [report.index_html, *report.section_html.values()]:
-            zf.write(path, f"{folder}/{path.name}")
-    return buf.getvalue()
+    from workbench.reports.html import report_zip
+
+    return report_zip(report, folder=folder)
 
 
 def _domain(address: str) -> str:
@@ -277,9 +272,38 @@ def _domain(address: str) -> str:
     return domain if domain and re.fullmatch(r"[A-Za-z0-9.-]+", domain) else "workbench.localdomain"
 
 
+@dataclass(frozen=True)
+class EmailCharts:
+    """The e-mail's PNG charts of a summary (:func:`email_charts`).
+
+    Attributes
+    ----------
+    day : date
+        The summary's day (checked against the summary the e-mail is composed from).
+    oee_png : bytes
+        OEE per machine.
+    pareto_png : bytes or None
+        Downtime Pareto; None when the day had no unplanned stops.
+    """
+
+    day: dt.date
+    oee_png: bytes
+    pareto_png: bytes | None
+
+
+def email_charts(summary: DailySummary) -> EmailCharts:
+    """Draw the e-mail's charts of ``summary`` (matplotlib; a pipeline can do it while its
+    notebooks still run and pass the result to :func:`compose_daily_email`)."""
+    from workbench.reports import charts
+
+    pareto = None if summary.downtime_top.empty else charts.downtime_pareto_png(summary)
+    return EmailCharts(summary.day, charts.oee_by_machine_png(summary), pareto)
+
+
 def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, report_url: str | None,
                         warnings: list[str], sender: str, recipients: list[str], subject_prefix: str = "",
-                        attachment_limit_bytes: int = ATTACHMENT_LIMIT_BYTES) -> EmailMessage:
+                        attachment_limit_bytes: int = ATTACHMENT_LIMIT_BYTES,
+                        images: EmailCharts | None = None) -> EmailMessage:
     """The daily e-mail of ``summary`` (see the module docstring for its MIME structure).
 
     Parameters
@@ -291,7 +315,7 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
         ``warnings`` when not already mentioned.
     report_url : str or None
         Link to the full report. Without one, the report's HTML pages are attached as
-        ``report-<day>.zip`` (pages are self-contained: unzip and open ``index.html``), unless the
+        ``report-<day>.zip`` (one folder sharing one plotly.js: unzip and open ``index.html``), unless the
         zip exceeds ``attachment_limit_bytes``, in which case the body says where the report is.
     warnings : list of str
         Shown in a warning box; any warning tags the subject with ``⚠ [WARNING]``.
@@ -303,6 +327,8 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
         Put first in the subject, e.g. ``"[PLANT1]"``.
     attachment_limit_bytes : int
         Largest zipped report that is attached.
+    images : EmailCharts, optional
+        The charts already drawn by :func:`email_charts` for this summary; default: draw them.
 
     Returns
     -------
@@ -358,11 +384,15 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
     msg.set_content(_text_body(summary, warnings=warnings, link_text=link_text, footer=footer))
     msg.add_alternative(_html_body(summary, warnings=warnings, cids=cids, link_html=link_html, footer=footer),
                         subtype="html")
+    if images is None:
+        images = email_charts(summary)
+    elif images.day != summary.day:
+        raise MailError(f"the charts are of {images.day}, the summary of {summary.day}")
     html_part = msg.get_payload()[1]
-    html_part.add_related(charts.oee_by_machine_png(summary), maintype="image", subtype="png",
+    html_part.add_related(images.oee_png, maintype="image", subtype="png",
                           cid=f"<{cids['oee']}>", filename="oee-per-machine.png")
-    if not summary.downtime_top.empty:
-        html_part.add_related(charts.downtime_pareto_png(summary), maintype="image", subtype="png",
+    if images.pareto_png is not None:
+        html_part.add_related(images.pareto_png, maintype="image", subtype="png",
                               cid=f"<{cids['pareto']}>", filename="downtime-pareto.png")
     if attachment is not None:
         msg.add_attachment(attachment, maintype="application", subtype="zip", filename=f"{folder}.zip")
