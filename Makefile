@@ -24,14 +24,14 @@ demo: venv
 	$(BIN)/workbench run daily_report
 
 test: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src flows tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src flows tests benchmarks
 
 bench: venv
 	$(BIN)/python benchmarks/bench_store_load.py

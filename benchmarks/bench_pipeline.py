@@ -31,10 +31,48 @@ def kernel_floor(kernel_name: str, count: int) -> float:
     return time.perf_counter() - t0
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time of this process (the flow), of its finished children (kernels, zygote) and of
+    the children still running (Prefect's temporary server)."""
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    alive = 0.0
+    for child in me.children(recursive=True):
+        try:
+            c = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        alive += c.user + c.system
+    return {"flow process": t.user + t.system,
+            "finished children (kernels)": t.children_user + t.children_system,
+            "running children (Prefect server)": alive}
+
+
+def timeline(state, t0_wall: float) -> list[str]:
+    """Each task run of the flow run: start and end, seconds after the flow was called."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200)
+    lines = []
+    for t in sorted(tasks, key=lambda t: t.start_time or t.expected_start_time):
+        if t.start_time and t.end_time:
+            lines.append(f"    {t.name:<32} {t.start_time.timestamp() - t0_wall:6.2f} → "
+                         f"{t.end_time.timestamp() - t0_wall:6.2f} s")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pipeline", default="daily_report")
     parser.add_argument("--date", default=None)
+    parser.add_argument("--timeline", action="store_true", help="also print when each task ran")
     args = parser.parse_args()
 
     settings = config.settings()
@@ -53,14 +91,22 @@ def main() -> None:
 
     floor = kernel_floor("workbench", len(pipeline.notebooks))
     marker.unlink(missing_ok=True)
+    cpu_before = cpu_seconds()
+    t0_wall = time.time()
     t0 = time.perf_counter()
     state = flows.daily_report(pipeline=pipeline.name, date=day.isoformat(), return_state=True)
     wall = time.perf_counter() - t0
+    cpu_after = cpu_seconds()
     print(f"pipeline {pipeline.name} for {day}: {len(pipeline.notebooks)} notebooks, "
           f"concurrency {pipeline.concurrency}, run ended {state.name}")
     print(f"  floor (one kernel start + stop per notebook, sequential): {floor:6.1f} s")
     print(f"  wall time of the daily pipeline:                          {wall:6.1f} s")
     print(f"  ratio {wall / floor:.2f}× (target ≤ 2×)")
+    if args.timeline:
+        used = {k: cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0) for k in cpu_after}
+        print("  CPU seconds during the run: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items()))
+        print("  tasks (seconds after the flow was called):")
+        print("\n".join(timeline(state, t0_wall)))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""The daily report flow: extract → notebooks (concurrently) → HTML report → summary → e-mail."""
+"""The daily report flow: extract → notebooks (concurrently) and their pages → index → summary → e-mail."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from prefect import flow, get_run_logger, task
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from workbench import config, pipelines, reports, runs
@@ -25,43 +26,92 @@ def prepare_data(pipeline: Pipeline, day: dt.date) -> runs.RunData:
     return runs.prepare_data(config.settings(), pipeline, day)
 
 
+def _report_meta(pipeline: Pipeline, data: runs.RunData) -> dict[str, object]:
+    """What every page of the run's report says about the run."""
+    return {"title": f"{pipeline.description or pipeline.name} — {data.day:%A %d %B %Y}",
+            "parameters": {"pipeline": pipeline.name, "date": data.day.isoformat(), **pipeline.parameters},
+            "data_summary": data.summary, "code_version": reports.code_version()}
+
+
 @task(name="run-notebook", task_run_name="run-notebook-{spec.name}")
-def run_notebook(pipeline: Pipeline, spec: NotebookSpec, data: runs.RunData) -> reports.SectionResult:
+def run_notebook(pipeline: Pipeline, spec: NotebookSpec, data: runs.RunData,
+                 kernels: str | None = None) -> reports.SectionResult:
     settings = config.settings()
     out = runs.run_dir(settings, pipeline, data.day)
     params = pipeline.notebook_parameters(spec, date=data.day.isoformat(), warehouse=str(data.extract))
-    return reports.run_section(spec.path, out_dir=out / "notebooks", parameters=params, cwd=settings.home)
+    return reports.run_section(spec.path, out_dir=out / "notebooks", parameters=params, cwd=settings.home,
+                               kernels=kernels)
+
+
+@task(name="build-page", task_run_name="build-page-{section.name}")
+def build_page(pipeline: Pipeline, data: runs.RunData, section: reports.SectionResult) -> reports.SectionPage:
+    return reports.build_section_page(section, report_dir=runs.run_dir(config.settings(), pipeline, data.day),
+                                      generated_at=dt.datetime.now(dt.UTC), **_report_meta(pipeline, data))
+
+
+def _run_sections(pipeline: Pipeline, data: runs.RunData, kernels: str | None
+                  ) -> tuple[list[reports.SectionResult], list[reports.SectionPage],
+                             PrefectFuture | None, PrefectFuture | None]:
+    """At most ``pipeline.concurrency`` notebooks at a time, longest first (runs.run_order).
+    Each page is written as soon as its notebook has run, and the e-mail's summary and charts
+    as soon as the notebook that keeps the summary has — beside the notebooks still running."""
+    by_name = {spec.name: spec for spec in pipeline.notebooks}
+    queue = [by_name[n] for n in runs.run_order(config.settings(), pipeline, data.day)]
+    running: list[tuple[str, PrefectFuture]] = []
+    sections: dict[str, reports.SectionResult] = {}
+    pages: dict[str, PrefectFuture] = {}
+    summary = images = None
+    while queue or running:
+        while queue and len(running) < pipeline.concurrency:
+            spec = queue.pop(0)
+            running.append((spec.name, run_notebook.submit(pipeline, spec, data, kernels)))
+        done = next(as_completed([future for _, future in running]))
+        name = next(n for n, future in running if future is done)
+        running = [(n, future) for n, future in running if future is not done]
+        section = sections[name] = done.result()
+        pages[name] = build_page.submit(pipeline, data, section)
+        if summary is None and section.ok and runs.SUMMARY_RECORD in section.records:
+            summary = daily_summary.submit(pipeline, data, [section])
+            if pipeline.email is not None:
+                images = draw_charts.submit(summary)
+    order = [spec.name for spec in pipeline.notebooks]
+    return [sections[n] for n in order], [pages[n].result() for n in order], summary, images
 
 
 @task(name="build-report")
-def build_report(pipeline: Pipeline, data: runs.RunData,
-                 sections: list[reports.SectionResult]) -> reports.ReportResult:
+def build_report(pipeline: Pipeline, data: runs.RunData, sections: list[reports.SectionResult],
+                 pages: list[reports.SectionPage]) -> reports.ReportResult:
     settings = config.settings()
     return reports.build_report(
-        sections, report_dir=runs.run_dir(settings, pipeline, data.day),
-        title=f"{pipeline.description or pipeline.name} — {data.day:%A %d %B %Y}",
-        parameters={"pipeline": pipeline.name, "date": data.day.isoformat(), **pipeline.parameters},
-        data_summary=data.summary, code_version=reports.code_version(), generated_at=dt.datetime.now(dt.UTC))
+        sections, report_dir=runs.run_dir(settings, pipeline, data.day), generated_at=dt.datetime.now(dt.UTC),
+        pages={page.name: page for page in pages}, **_report_meta(pipeline, data))
 
 
 @task(name="daily-summary")
-def daily_summary(pipeline: Pipeline, data: runs.RunData):
-    return runs.daily_summary(config.settings(), pipeline, data)
+def daily_summary(pipeline: Pipeline, data: runs.RunData, sections: list[reports.SectionResult]):
+    return runs.daily_summary(config.settings(), pipeline, data, sections)
+
+
+@task(name="draw-charts")
+def draw_charts(summary) -> reports.EmailCharts:
+    return reports.email_charts(summary)
 
 
 @task(name="send-email", retries=2, retry_delay_seconds=30)
 def send_email(pipeline: Pipeline, data: runs.RunData, summary, report: reports.ReportResult,
-               warnings: list[str]) -> reports.DeliveryResult:
+               warnings: list[str], images: reports.EmailCharts | None = None) -> reports.DeliveryResult:
     settings = config.settings()
     message = reports.compose_daily_email(
         summary, report=report, report_url=runs.report_url(settings, pipeline, data.day), warnings=warnings,
         sender=settings.mail_from, recipients=list(pipeline.email.recipients),  # type: ignore[union-attr]
-        subject_prefix=pipeline.email.subject_prefix)  # type: ignore[union-attr]
+        subject_prefix=pipeline.email.subject_prefix, images=images)  # type: ignore[union-attr]
     marker = runs.run_dir(settings, pipeline, data.day) / "email.sent.json"
     return reports.deliver(message, settings=settings, outbox=settings.reports_path / "outbox", marker=marker)
 
 
-@flow(name="daily-report", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+# Notebooks are limited by the pipeline's `concurrency` (see _run_sections); the other workers
+# write report pages meanwhile.
+@flow(name="daily-report", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
 def daily_report(pipeline: str = "daily_report", date: str | None = None) -> dict[str, str]:
     """Run a report pipeline for one production day (default: the latest with data).
 
@@ -71,16 +121,18 @@ def daily_report(pipeline: str = "daily_report", date: str | None = None) -> dic
     logger = get_run_logger()
     settings = config.settings()
     p = pipelines.get(pipeline, home=settings.home, default_timezone=settings.plant_timezone)
-    day = resolve_day(date)
-    data = prepare_data.with_options(retries=p.retries)(p, day)
-    futures = [run_notebook.submit(p, spec, data) for spec in p.notebooks]
-    sections = [f.result() for f in futures]
-    report = build_report(p, data, sections)
+    with runs.notebook_kernels(settings) as kernels:  # imports while the data is extracted
+        day = resolve_day(date)
+        data = prepare_data.with_options(retries=p.retries)(p, day)
+        sections, pages, kept_summary, drawn = _run_sections(p, data, kernels)
+    report = build_report(p, data, sections, pages)
     warnings = [f"Section '{s.name}' failed: {s.error}" for s in sections if s.status != "ok"]
-    summary = daily_summary(p, data)
+    # The summary a notebook kept (its charts drawn meanwhile), else computed now.
+    summary = kept_summary.result() if kept_summary is not None else daily_summary(p, data, sections)
     delivery = None
     if p.email is not None:
-        delivery = send_email.with_options(retries=p.retries)(p, data, summary, report, warnings)
+        images = drawn.result() if drawn is not None else draw_charts(summary)
+        delivery = send_email.with_options(retries=p.retries)(p, data, summary, report, warnings, images)
         logger.info("e-mail: %s %s", delivery.method, delivery.path or "")
     logger.info("report: %s", report.index_html)
     result = {"day": day.isoformat(), "index_html": str(report.index_html),

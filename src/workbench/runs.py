@@ -6,19 +6,32 @@ tests call the same flows.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
+import logging
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from workbench import jobs
 from workbench.config import Settings
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.pipelines import Pipeline
 from workbench.store import DuckDBWarehouse, open_warehouse
+
+if TYPE_CHECKING:
+    from workbench.reports.execute import SectionResult
+    from workbench.summary import DailySummary
+
+log = logging.getLogger(__name__)
+
+#: Name under which a notebook keeps the day's summary for the e-mail (``nb.record``).
+SUMMARY_RECORD = "daily_summary"
 
 #: Tables a report extract carries (everything the notebooks read).
 EXTRACT_TABLES = (
@@ -42,6 +55,39 @@ class RunData:
 def run_dir(settings: Settings, pipeline: Pipeline, day: dt.date) -> Path:
     """``reports/<pipeline>/<date>/`` — everything one run writes."""
     return settings.reports_path / pipeline.name / day.isoformat()
+
+
+def run_order(settings: Settings, pipeline: Pipeline, day: dt.date) -> list[str]:
+    """The pipeline's notebooks in the order to start them.
+
+    From the latest earlier run of the pipeline (this day's, when re-run): first the notebooks
+    that kept results for later steps (``nb.record``: the e-mail waits for the summary), then
+    the others longest first, so that the last notebook to finish is a short one. "Longest" by
+    the time their cells ran, not the section's wall time: the first notebooks of a run also
+    wait for their kernels, which says nothing about the notebook. Notebooks without history
+    keep their pipeline order, ahead of the others. The report's order is the pipeline's
+    whatever the run order.
+    """
+    import json
+
+    from workbench.config import RECORD_MIME
+
+    names = [spec.name for spec in pipeline.notebooks]
+    base = settings.reports_path / pipeline.name
+    earlier = sorted((p for p in base.glob("????-??-??") if p.name <= day.isoformat()), reverse=True)
+    took: dict[str, float] = {}
+    feeds: set[str] = set()
+    for folder in earlier[:1]:
+        for name in names:
+            try:
+                nb = json.loads((folder / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))
+                took[name] = sum(float(c["metadata"]["papermill"]["duration"] or 0.0) for c in nb["cells"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not run then, or unreadable: no history for it
+            if any(RECORD_MIME in out.get("data", {}) for c in nb["cells"] for out in c.get("outputs", [])):
+                feeds.add(name)
+    unknown = [n for n in names if n not in took]
+    return unknown + sorted((n for n in names if n in took), key=lambda n: (n not in feeds, -took[n]))
 
 
 def report_day(settings: Settings, date: str | dt.date | None) -> dt.date:
@@ -81,8 +127,35 @@ def prepare_data(settings: Settings, pipeline: Pipeline, day: dt.date) -> RunDat
     })
 
 
-def daily_summary(settings: Settings, pipeline: Pipeline, data: RunData):  # -> summary.DailySummary
-    """The day's :class:`~workbench.summary.DailySummary`, from the run's extract."""
+def daily_summary(settings: Settings, pipeline: Pipeline, data: RunData,
+                  sections: Sequence[SectionResult] = ()) -> DailySummary:
+    """The day's :class:`~workbench.summary.DailySummary`.
+
+    The one the run's ``daily_summary`` notebook computed and kept (``nb.record`` under
+    :data:`SUMMARY_RECORD`) when a section that ran to the end has it — so the e-mail says
+    exactly what that page shows — else computed from the run's extract (the notebook failed,
+    or the pipeline has none).
+
+    Parameters
+    ----------
+    sections : sequence of SectionResult
+        The run's executed notebooks.
+    """
+    from workbench.summary import DailySummary
+
+    for section in sections:
+        kept = section.records.get(SUMMARY_RECORD) if section.ok else None
+        if kept is None:
+            continue
+        try:
+            found = DailySummary.from_record(kept)  # type: ignore[arg-type]
+        except WorkbenchError as exc:
+            log.warning("section %s: %s; computing the summary again", section.name, exc)
+            continue
+        if found.day == data.day:
+            return found
+        log.warning("section %s kept the summary of %s, not of %s; computing it again",
+                    section.name, found.day, data.day)
     with DuckDBWarehouse(data.extract, read_only=True) as wh:
         return jobs.daily_summary_from(wh, day=data.day, tz=settings.plant_timezone,
                                        thresholds=pipeline.thresholds,
@@ -109,3 +182,29 @@ def load_flows(home: Path) -> ModuleType:
     if Path(module.__file__ or "").resolve().parent != (home / "flows").resolve():
         raise ConfigError(f"'flows' resolves to {module.__file__}, not {home / 'flows'}")
     return module
+
+
+@contextlib.contextmanager
+def notebook_kernels(settings: Settings, *, kernel_name: str = "workbench") -> Iterator[str | None]:
+    """A kernel zygote for the notebooks of one run (see :mod:`workbench.reports.kernels`).
+
+    Yields its address for :func:`workbench.reports.run_section` (``kernels=``), or None — each
+    notebook then starts its own interpreter — when ``WORKBENCH_FORK_KERNELS`` is false, the
+    platform cannot fork, or the zygote cannot be started (logged). The zygote starts importing
+    at once, so it is ready by the time the data extract is. It stops when the block ends.
+    """
+    from workbench.reports import kernels
+
+    if not settings.fork_kernels or not kernels.supported():
+        yield None
+        return
+    try:
+        zygote = kernels.KernelZygote(kernel_name, cwd=settings.home)
+    except (WorkbenchError, OSError) as exc:
+        log.warning("notebook kernels start the usual way: %s", exc)
+        yield None
+        return
+    try:
+        yield zygote.address
+    finally:
+        zygote.close()

@@ -73,6 +73,11 @@ baseline_days: 3
   - {name: first, path: notebooks/first.ipynb}
   - {name: second, path: notebooks/second.ipynb}
 """)
+    (home / "pipelines" / "one_at_a_time.yaml").write_text(common.replace("concurrency: 2", "concurrency: 1")
+                                                          + """notebooks:
+  - {name: first, path: notebooks/first.ipynb}
+  - {name: second, path: notebooks/second.ipynb}
+""")
     (home / "pipelines" / "partly_broken.yaml").write_text(common + """notebooks:
   - {name: first, path: notebooks/first.ipynb}
   - {name: broken, path: notebooks/broken.ipynb}

@@ -51,6 +51,20 @@ def test_daily_flow_runs_every_task_and_notebooks_concurrently(prefect_server, p
     assert len(outbox(project)) == 1
 
 
+def test_the_pipeline_concurrency_limits_the_notebooks_running_at_once(prefect_server, project,
+                                                                      settings_for) -> None:
+    flows = runs.load_flows(project)
+    state = flows.daily_report(pipeline="one_at_a_time", return_state=True)
+    assert state.is_completed(), state.message
+    tasks = task_runs(state)
+    a, b = sorted((t for t in tasks if t.name.startswith("run-notebook-")), key=lambda t: t.start_time)
+    assert b.start_time >= a.end_time, "concurrency 1: the second notebook starts after the first"
+    # each page is written by its own task as soon as its notebook has run
+    pages = {t.name: t for t in tasks if t.name.startswith("build-page-")}
+    assert set(pages) == {"build-page-first", "build-page-second"}
+    assert pages[f"build-page-{a.name.removeprefix('run-notebook-')}"].start_time >= a.end_time
+
+
 def test_a_failing_notebook_fails_the_run_but_the_report_and_email_go_out(
         prefect_server, project, settings_for) -> None:
     flows = runs.load_flows(project)
