@@ -47,6 +47,7 @@ def test_doctor_says_what_is_missing(home: Path) -> None:
     result = invoke("doctor")
     assert "package duckdb" in result.output
     assert "version 1" in result.output
+    assert "report kernels" in result.output and "forked from a zygote" in result.output
     assert result.exit_code == 0, result.output
 
 

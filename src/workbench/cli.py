@@ -335,6 +335,28 @@ REQUIRED_MODULES = ("pandas", "polars", "pyarrow", "duckdb", "psycopg", "papermi
                     "asyncua", "pymodbus", "mlflow", "jupyterlab")
 
 
+def _report_kernels_check(settings: wb_config.Settings) -> tuple[str, bool, str]:
+    """Whether report kernels can be forked from a kernel zygote here (start one and ask it)."""
+    from workbench.reports import kernels
+
+    what = "report kernels"
+    if not settings.fork_kernels:
+        return what, True, "a new interpreter per notebook (WORKBENCH_FORK_KERNELS=false)"
+    if not kernels.supported():
+        return what, True, "a new interpreter per notebook (this platform cannot fork)"
+    try:
+        with kernels.KernelZygote(KERNEL_NAME, cwd=settings.home) as zygote:
+            info = zygote.ping(timeout_s=60)
+    except WorkbenchError as exc:
+        return what, False, f"{exc} — kernels would start the usual way (slower)"
+    failed = info.get("failed") or {}
+    if failed:
+        listed = "; ".join(f"{name}: {error}" for name, error in failed.items())
+        return what, False, f"forked, but could not preload {listed}"
+    return what, True, (f"forked from a zygote that preloads {len(info['preloaded'])} modules "
+                        f"in {info['preload_s']:.1f} s")
+
+
 def doctor_checks() -> list[tuple[str, bool, str]]:
     """Run the installation checks: (what, ok, detail or hint)."""
     checks: list[tuple[str, bool, str]] = []
@@ -362,6 +384,7 @@ def doctor_checks() -> list[tuple[str, bool, str]]:
         checks.append(("settings", False, str(exc)))
         return checks
     checks.append(("settings", True, f"engine {settings.engine}, plant zone {settings.plant_timezone}"))
+    checks.append(_report_kernels_check(settings))
     data = settings.data_path
     try:
         data.mkdir(parents=True, exist_ok=True)
