@@ -52,7 +52,7 @@ def build_page(pipeline: Pipeline, data: runs.RunData, section: reports.SectionR
 def _run_sections(pipeline: Pipeline, data: runs.RunData, kernels: str | None
                   ) -> tuple[list[reports.SectionResult], list[reports.SectionPage],
                              PrefectFuture | None, PrefectFuture | None]:
-    """At most ``pipeline.concurrency`` notebooks at a time, longest first (runs.run_order).
+    """At most ``pipeline.concurrency`` notebooks at a time, in :func:`workbench.runs.run_order`.
     Each page is written as soon as its notebook has run, and the e-mail's summary and charts
     as soon as the notebook that keeps the summary has — beside the notebooks still running."""
     by_name = {spec.name: spec for spec in pipeline.notebooks}
