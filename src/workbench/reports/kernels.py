@@ -11,7 +11,8 @@ Wiring: :class:`KernelZygote` starts and owns the process; its :attr:`~KernelZyg
 (a Unix socket path) is all a notebook run needs — :func:`kernel_manager_class` makes a
 jupyter_client kernel manager whose provisioner asks the zygote for the kernel process instead
 of launching ``python -m ipykernel_launcher``. Everything else (connection file, ZMQ channels,
-interrupt, shutdown) is jupyter_client's own.
+interrupt, shutdown) is jupyter_client's own. The socket is in a private temporary directory
+(mode 0700): only the user who started the run can ask the zygote for anything.
 
 Falls back to a normal kernel launch, with a warning in the log, when the zygote cannot be
 used: another interpreter in the kernel spec, a kernel that is not ``python -m …``, a zygote
