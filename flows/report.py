@@ -44,17 +44,19 @@ def run_notebook(pipeline: Pipeline, spec: NotebookSpec, data: runs.RunData,
 
 
 @task(name="build-page", task_run_name="build-page-{section.name}")
-def build_page(pipeline: Pipeline, data: runs.RunData, section: reports.SectionResult) -> reports.SectionPage:
+def build_page(pipeline: Pipeline, data: runs.RunData, section: reports.SectionResult,
+               meta: dict[str, object]) -> reports.SectionPage:
     return reports.build_section_page(section, report_dir=runs.run_dir(config.settings(), pipeline, data.day),
-                                      generated_at=dt.datetime.now(dt.UTC), **_report_meta(pipeline, data))
+                                      generated_at=dt.datetime.now(dt.UTC), **meta)
 
 
 def _run_sections(pipeline: Pipeline, data: runs.RunData, kernels: str | None
                   ) -> tuple[list[reports.SectionResult], list[reports.SectionPage],
-                             PrefectFuture | None, PrefectFuture | None]:
+                             PrefectFuture | None, PrefectFuture | None, dict[str, object]]:
     """At most ``pipeline.concurrency`` notebooks at a time, in :func:`workbench.runs.run_order`.
     Each page is written as soon as its notebook has run, and the e-mail's summary and charts
     as soon as the notebook that keeps the summary has — beside the notebooks still running."""
+    meta = _report_meta(pipeline, data)  # the same on every page (one `git describe`, not one per page)
     by_name = {spec.name: spec for spec in pipeline.notebooks}
     queue = [by_name[n] for n in runs.run_order(config.settings(), pipeline, data.day)]
     running: list[tuple[str, PrefectFuture]] = []
@@ -69,22 +71,22 @@ def _run_sections(pipeline: Pipeline, data: runs.RunData, kernels: str | None
         name = next(n for n, future in running if future is done)
         running = [(n, future) for n, future in running if future is not done]
         section = sections[name] = done.result()
-        pages[name] = build_page.submit(pipeline, data, section)
+        pages[name] = build_page.submit(pipeline, data, section, meta)
         if summary is None and section.ok and runs.SUMMARY_RECORD in section.records:
             summary = daily_summary.submit(pipeline, data, [section])
             if pipeline.email is not None:
                 images = draw_charts.submit(summary)
     order = [spec.name for spec in pipeline.notebooks]
-    return [sections[n] for n in order], [pages[n].result() for n in order], summary, images
+    return [sections[n] for n in order], [pages[n].result() for n in order], summary, images, meta
 
 
 @task(name="build-report")
 def build_report(pipeline: Pipeline, data: runs.RunData, sections: list[reports.SectionResult],
-                 pages: list[reports.SectionPage]) -> reports.ReportResult:
+                 pages: list[reports.SectionPage], meta: dict[str, object]) -> reports.ReportResult:
     settings = config.settings()
     return reports.build_report(
         sections, report_dir=runs.run_dir(settings, pipeline, data.day), generated_at=dt.datetime.now(dt.UTC),
-        pages={page.name: page for page in pages}, **_report_meta(pipeline, data))
+        pages={page.name: page for page in pages}, **meta)
 
 
 @task(name="daily-summary")
@@ -124,8 +126,8 @@ def daily_report(pipeline: str = "daily_report", date: str | None = None) -> dic
     with runs.notebook_kernels(settings) as kernels:  # imports while the data is extracted
         day = resolve_day(date)
         data = prepare_data.with_options(retries=p.retries)(p, day)
-        sections, pages, kept_summary, drawn = _run_sections(p, data, kernels)
-    report = build_report(p, data, sections, pages)
+        sections, pages, kept_summary, drawn, meta = _run_sections(p, data, kernels)
+    report = build_report(p, data, sections, pages, meta)
     warnings = [f"Section '{s.name}' failed: {s.error}" for s in sections if s.status != "ok"]
     # The summary a notebook kept (its charts drawn meanwhile), else computed now.
     summary = kept_summary.result() if kept_summary is not None else daily_summary(p, data, sections)

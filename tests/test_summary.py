@@ -18,12 +18,18 @@ def loaded(default_plant, tmp_path_factory):
     return default_plant, path
 
 
-def test_daily_summary_matches_the_truth(loaded) -> None:
+@pytest.fixture(scope="module")
+def last_day(loaded) -> summary.DailySummary:
+    """The summary of the plant's last production day."""
     plant, path = loaded
     tz = plant.config.timezone
     with DuckDBWarehouse(path, read_only=True) as wh:
-        day = jobs.latest_production_day(wh, tz=tz)
-        s = jobs.daily_summary_from(wh, day=day, tz=tz)
+        return jobs.daily_summary_from(wh, day=jobs.latest_production_day(wh, tz=tz), tz=tz)
+
+
+def test_daily_summary_matches_the_truth(loaded, last_day) -> None:
+    plant, _ = loaded
+    s, day = last_day, last_day.day
     truth_all = plant.truth.oee
     assert day == truth_all.loc[truth_all["produced"] > 0, "shift_date"].max()
     truth = truth_all[truth_all["shift_date"] == day]
@@ -65,16 +71,12 @@ def test_daily_summary_of_some_machines(loaded) -> None:
     assert s.data["rows"]["machines"] == 2
 
 
-def test_a_summary_survives_its_json_record(loaded) -> None:
+def test_a_summary_survives_its_json_record(last_day) -> None:
     import json
 
     import pandas as pd
 
-    plant, path = loaded
-    tz = plant.config.timezone
-    with DuckDBWarehouse(path, read_only=True) as wh:
-        day = jobs.latest_production_day(wh, tz=tz)
-        s = jobs.daily_summary_from(wh, day=day, tz=tz)
+    s = last_day
     back = summary.DailySummary.from_record(json.loads(json.dumps(s.to_record(), allow_nan=False)))
     assert (back.day, back.tz, back.plant, back.data, back.thresholds) == (s.day, s.tz, s.plant, s.data,
                                                                             s.thresholds)

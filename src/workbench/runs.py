@@ -70,7 +70,7 @@ def run_order(settings: Settings, pipeline: Pipeline, day: dt.date) -> list[str]
     """
     import json
 
-    from workbench.config import RECORD_MIME
+    from workbench.reports.execute import records_in
 
     names = [spec.name for spec in pipeline.notebooks]
     base = settings.reports_path / pipeline.name
@@ -84,7 +84,7 @@ def run_order(settings: Settings, pipeline: Pipeline, day: dt.date) -> list[str]
                 took[name] = sum(float(c["metadata"]["papermill"]["duration"] or 0.0) for c in nb["cells"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not run then, or unreadable: no history for it
-            if any(RECORD_MIME in out.get("data", {}) for c in nb["cells"] for out in c.get("outputs", [])):
+            if records_in(nb):
                 feeds.add(name)
     unknown = [n for n in names if n not in took]
     return unknown + sorted((n for n in names if n in took), key=lambda n: (n not in feeds, -took[n]))

@@ -105,17 +105,22 @@ def _answer(conn: socket.socket, reply: dict[str, object]) -> None:
     conn.close()
 
 
-def _read_request(conn: socket.socket) -> dict[str, object]:
-    conn.settimeout(10)
+def recv_line(sock: socket.socket, *, limit: int = _MAX_REQUEST) -> bytes:
+    """Read one newline-terminated message (or what came before the peer closed)."""
     data = b""
     while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
+        chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
-        if len(data) > _MAX_REQUEST:
-            raise ValueError("request too large")
-    request = json.loads(data.decode() or "{}")
+        if len(data) > limit:
+            raise ValueError("message too large")
+    return data
+
+
+def _read_request(conn: socket.socket) -> dict[str, object]:
+    conn.settimeout(10)
+    request = json.loads(recv_line(conn).decode() or "{}")
     if not isinstance(request, dict):
         raise ValueError("request must be a JSON object")
     return request

@@ -6,10 +6,10 @@ import datetime as dt
 import math
 import re
 import traceback as tb
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import nbformat
 
@@ -250,7 +250,7 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
             engine_name=engine.register(), execution_timeout=timeout_s, cwd=str(cwd or notebook.parent),
             progress_bar=False, log_output=False, kernel_manager_class=manager,
         ))
-        records = _records(executed)
+        records = records_in(executed)
     except Exception as exc:
         # A report with one broken section is still worth sending; the caller decides what a
         # failure means, from the result.
@@ -288,14 +288,16 @@ def read_records(ipynb_path: Path) -> dict[str, object]:
         nb = nbformat.read(path, as_version=4)
     except (OSError, ValueError) as exc:
         raise ReportError(f"executed notebook {path} cannot be read: {exc}") from None
-    return _records(nb)
+    return records_in(nb)
 
 
-def _records(nb: object) -> dict[str, object]:
+def records_in(nb: Mapping[str, Any]) -> dict[str, object]:
+    """The results kept with :func:`workbench.notebook.record` in a notebook already read (an
+    nbformat node or the plain JSON), by name; the last one when a name was kept twice."""
     from workbench.config import RECORD_MIME
 
     found: dict[str, object] = {}
-    for cell in getattr(nb, "cells", None) or []:
+    for cell in nb.get("cells") or []:
         for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
             kept = output.get("data", {}).get(RECORD_MIME)
             if isinstance(kept, dict) and isinstance(kept.get("name"), str):

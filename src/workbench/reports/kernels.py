@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ReportError
+from workbench.reports._zygote import recv_line
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,7 @@ def _request(address: str, payload: dict[str, Any], *, timeout_s: float) -> dict
             sock.settimeout(max(deadline - time.monotonic(), 0.1))
             sock.connect(address)
             sock.sendall(json.dumps(payload).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_line(sock)
             break
         except FileNotFoundError:
             # Not bound yet (the zygote binds before it imports: a start-up race), unless there is
@@ -119,7 +115,7 @@ def _request(address: str, payload: dict[str, Any], *, timeout_s: float) -> dict
             if not _may_still_bind(address) or time.monotonic() >= deadline:
                 raise ZygoteUnavailable(f"kernel zygote at {address} is not running") from None
             time.sleep(0.02)
-        except OSError as exc:  # refused, reset, timed out
+        except (OSError, ValueError) as exc:  # refused, reset, timed out, oversized reply
             raise ZygoteUnavailable(f"kernel zygote at {address}: {exc}") from None
         finally:
             sock.close()

@@ -35,7 +35,7 @@ import pandas as pd
 
 from workbench.config import Settings
 from workbench.errors import MailError
-from workbench.reports.html import ReportResult
+from workbench.reports.html import ReportResult, report_zip
 from workbench.summary import DailySummary
 
 #: A zipped report larger than this is not attached (many mail servers reject ~10-25 MB).
@@ -257,13 +257,7 @@ def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, fo
     return "\n".join(out)
 
 
-# -- attachment -------------------------------------------------------------------------------
-
-def _zip_report(report: ReportResult, *, folder: str) -> bytes:
-    from workbench.reports.html import report_zip
-
-    return report_zip(report, folder=folder)
-
+# -- message ----------------------------------------------------------------------------------
 
 def _domain(address: str) -> str:
     _, addr = email.utils.parseaddr(address)
@@ -358,7 +352,7 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
                      f'style="color:#1d4ed8;font-weight:bold;">Open the full report</a></p>')
         link_text = f"Full report: {report_url}"
     elif report is not None:
-        attachment = _zip_report(report, folder=folder)
+        attachment = report_zip(report, folder=folder)
         if len(attachment) <= attachment_limit_bytes:
             note = (f"The full report is attached as {folder}.zip: unzip it and open {folder}/index.html "
                     "(works offline).")
