@@ -47,7 +47,7 @@ lock:
 	.lock-venv/bin/pip install --quiet --upgrade pip
 	.lock-venv/bin/pip install --quiet -e '.[dev]'
 	.lock-venv/bin/pip freeze --exclude-editable > constraints.txt.new && rm -rf .lock-venv
-	@echo "wrote constraints.txt.new — check prefect starts a flow, then move it over constraints.txt"
+	@echo "wrote constraints.txt.new — move it over constraints.txt, then 'make test' (the served-schedule test proves the scheduler fires)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

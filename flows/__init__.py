@@ -15,13 +15,22 @@ FLOWS = {"report": daily_report, "oee_rollup": hourly_oee}
 __all__ = ["FLOWS", "daily_report", "deployments", "hourly_oee"]
 
 
-def deployments(pipelines):
-    """One Prefect deployment per enabled pipeline, with its cron schedule and time zone."""
-    from prefect.schedules import Cron
+def schedule(p):
+    """The Prefect schedule of a pipeline: its cron in its time zone, or its interval."""
+    from prefect.schedules import Cron, Interval
 
+    from workbench.pipelines import INTERVAL_ANCHOR
+
+    if p.interval is not None:
+        return Interval(p.interval, anchor_date=INTERVAL_ANCHOR, timezone=p.timezone)
+    return Cron(p.cron, timezone=p.timezone)
+
+
+def deployments(pipelines):
+    """One Prefect deployment per enabled pipeline, with its schedule and time zone."""
     return [
         FLOWS[p.kind].to_deployment(
-            name=p.name, schedules=[Cron(p.cron, timezone=p.timezone)], parameters={"pipeline": p.name},
+            name=p.name, schedules=[schedule(p)], parameters={"pipeline": p.name},
             description=p.description or None, tags=["workbench", p.kind],
         )
         for p in pipelines.values() if p.enabled

@@ -67,6 +67,10 @@ def test_schedule_is_plant_time_across_dst(tmp_path: Path) -> None:
         (("parameters: {top: 5}", "parameters: {date: '2026-01-01'}"), "set by the flow"),
         (("[boss@plant.example]", "boss@plant.example"), "must be a list of addresses"),
         (("kind: report", "kind: nightly"), "kind must be one of"),
+        (('cron: "0 5 * * *"', 'cron: "0 5 * * *", interval: 30m'), "either cron"),
+        (('cron: "0 5 * * *"', "timezone: UTC"), "either cron"),
+        (('cron: "0 5 * * *"', "interval: soon"), "must look like 30s, 5m or 2h"),
+        (('cron: "0 5 * * *"', "interval: 2s"), "shorter than 5s"),
     ],
 )
 def test_bad_pipelines_are_errors_naming_file_and_key(tmp_path: Path, change, message: str) -> None:
@@ -76,6 +80,18 @@ def test_bad_pipelines_are_errors_naming_file_and_key(tmp_path: Path, change, me
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         load(path, tmp_path)
     assert str(path) in str(err.value)
+
+
+def test_interval_schedule_runs_on_multiples_of_its_interval(tmp_path: Path) -> None:
+    p = load(write(tmp_path, GOOD.replace('cron: "0 5 * * *"', "interval: 15m")), tmp_path)
+    assert p.cron is None and p.interval == dt.timedelta(minutes=15)
+    assert p.schedule_text == "every 15m"
+    runs = p.next_runs(dt.datetime(2026, 11, 20, 12, 7, 30, tzinfo=dt.UTC), 3)
+    # counted from midnight UTC, whatever the zone: 12:15, 12:30, 12:45 UTC
+    assert [r.astimezone(dt.UTC).strftime("%H:%M") for r in runs] == ["12:15", "12:30", "12:45"]
+    assert str(runs[0].tzinfo) == "America/Chicago"
+    assert pipelines.parse_interval("x", 90) == dt.timedelta(seconds=90)
+    assert pipelines.parse_interval("x", "2h") == dt.timedelta(hours=2)
 
 
 def test_unknown_pipeline_lists_the_known(tmp_path: Path) -> None:

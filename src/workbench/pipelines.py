@@ -8,7 +8,7 @@ Example (``pipelines/daily_report.yaml``)::
 
     description: Yesterday's production report and the managers' e-mail
     kind: report
-    schedule: {cron: "0 5 * * *", timezone: America/Chicago}
+    schedule: {cron: "0 5 * * *", timezone: America/Chicago}   # or {interval: 30m}
     parameters: {days: 1}                 # for every notebook; the flow adds date and warehouse
     notebooks:
       - {name: daily_summary, path: notebooks/daily_summary.ipynb}
@@ -30,8 +30,11 @@ from workbench.errors import ConfigError
 
 KINDS = ("report", "oee_rollup")
 _TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "email", "thresholds",
-             "concurrency", "retries", "baseline_days", "lookback_hours", "enabled"}
-_SCHEDULE_KEYS = {"cron", "timezone"}
+             "concurrency", "retries", "baseline_days", "lookback_hours", "enabled", "notify_on_failure"}
+_SCHEDULE_KEYS = {"cron", "interval", "timezone"}
+_INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600}
+#: Shortest interval schedule: a flow run every few seconds would be a service, not a schedule.
+MIN_INTERVAL = dt.timedelta(seconds=5)
 _NOTEBOOK_KEYS = {"name", "path", "parameters"}
 _EMAIL_KEYS = {"recipients", "subject_prefix", "attach_report"}
 _THRESHOLD_KEYS = {"oee_good", "oee_watch"}
@@ -64,7 +67,7 @@ class Pipeline:
     name: str
     source: Path
     kind: str
-    cron: str
+    cron: str | None
     timezone: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -76,17 +79,66 @@ class Pipeline:
     baseline_days: int = 14
     lookback_hours: int = 26
     enabled: bool = True
+    interval: dt.timedelta | None = None
+    notify_on_failure: tuple[str, ...] = ()
+
+    @property
+    def schedule_text(self) -> str:
+        """The schedule as people write it: ``0 5 * * * (America/Chicago)`` or ``every 30s``."""
+        if self.interval is not None:
+            return f"every {_interval_text(self.interval)}"
+        return f"{self.cron} ({self.timezone})"
 
     def notebook_parameters(self, spec: NotebookSpec, **flow_values: Any) -> dict[str, Any]:
         """The parameters a notebook gets: the pipeline's, the notebook's, then the flow's."""
         return {**self.parameters, **spec.parameters, **flow_values}
 
     def next_runs(self, after: dt.datetime, count: int = 3) -> list[dt.datetime]:
-        """The next scheduled times after ``after`` (in the pipeline's time zone)."""
+        """The next scheduled times after ``after`` (in the pipeline's time zone).
+
+        Interval schedules count from midnight UTC of 2026-01-01 (the anchor the deployment
+        gets), so what this says is what the server schedules.
+        """
+        zone = ZoneInfo(self.timezone)
+        if self.interval is not None:
+            step = self.interval.total_seconds()
+            done = (after - INTERVAL_ANCHOR).total_seconds() // step
+            return [(INTERVAL_ANCHOR + self.interval * (done + 1 + i)).astimezone(zone) for i in range(count)]
         from cronsim import CronSim
 
-        it = CronSim(self.cron, after.astimezone(ZoneInfo(self.timezone)))
+        it = CronSim(self.cron or "", after.astimezone(zone))
         return [next(it) for _ in range(count)]
+
+
+#: Interval schedules are counted from this instant (see :meth:`Pipeline.next_runs`).
+INTERVAL_ANCHOR = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _interval_text(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_interval(where: str, text: object) -> dt.timedelta:
+    """``"30s"``, ``"5m"``, ``"2h"`` (or a whole number of seconds) as a timedelta.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where`` for anything else, or an interval shorter than :data:`MIN_INTERVAL`.
+    """
+    raw = str(text).strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in _INTERVAL_UNITS else (raw, "s")
+    if isinstance(text, bool) or not number.isdigit():
+        raise ConfigError(f"{where}: schedule.interval must look like 30s, 5m or 2h, not {text!r}")
+    value = dt.timedelta(seconds=int(number) * _INTERVAL_UNITS[unit])
+    if value < MIN_INTERVAL:
+        raise ConfigError(f"{where}: schedule.interval {text!r} is shorter than "
+                          f"{int(MIN_INTERVAL.total_seconds())}s")
+    return value
 
 
 def _unknown(where: str, data: dict[str, Any], allowed: set[str]) -> None:
@@ -124,20 +176,26 @@ def load_pipeline(path: Path, *, home: Path, default_timezone: str) -> Pipeline:
         raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
     schedule = _mapping(f"{where}: schedule", data.get("schedule"))
     _unknown(f"{where}: schedule", schedule, _SCHEDULE_KEYS)
-    if "cron" not in schedule:
-        raise ConfigError(f"{where}: schedule.cron is required (e.g. \"0 5 * * *\")")
-    cron = str(schedule["cron"])
+    if ("cron" in schedule) == ("interval" in schedule):
+        raise ConfigError(f"{where}: schedule needs either cron (e.g. \"0 5 * * *\") or interval "
+                          "(e.g. 30m), not both")
     tz = str(schedule.get("timezone", default_timezone))
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{where}: schedule.timezone {tz!r} is not an IANA time zone") from None
-    try:
-        from cronsim import CronSim, CronSimError
+    cron = interval = None
+    if "interval" in schedule:
+        interval = parse_interval(where, schedule["interval"])
+    else:
+        cron = str(schedule["cron"])
+        try:
+            from cronsim import CronSim, CronSimError
 
-        CronSim(cron, dt.datetime(2026, 1, 1, tzinfo=ZoneInfo(tz)))
-    except CronSimError as exc:
-        raise ConfigError(f"{where}: schedule.cron {cron!r} is not a valid cron expression: {exc}") from None
+            CronSim(cron, dt.datetime(2026, 1, 1, tzinfo=ZoneInfo(tz)))
+        except CronSimError as exc:
+            raise ConfigError(f"{where}: schedule.cron {cron!r} is not a valid cron expression: "
+                              f"{exc}") from None
 
     notebooks = []
     seen: set[str] = set()
@@ -170,9 +228,7 @@ def load_pipeline(path: Path, *, home: Path, default_timezone: str) -> Pipeline:
     if data.get("email") is not None:
         raw = _mapping(f"{where}: email", data["email"])
         _unknown(f"{where}: email", raw, _EMAIL_KEYS)
-        recipients = raw.get("recipients") or []
-        if isinstance(recipients, str) or not all(isinstance(r, str) and "@" in r for r in recipients):
-            raise ConfigError(f"{where}: email.recipients must be a list of addresses, got {recipients!r}")
+        recipients = _addresses(f"{where}: email.recipients", raw.get("recipients"))
         if not recipients:
             raise ConfigError(f"{where}: email.recipients is empty")
         email = EmailSpec(tuple(recipients), str(raw.get("subject_prefix", "")),
@@ -197,7 +253,18 @@ def load_pipeline(path: Path, *, home: Path, default_timezone: str) -> Pipeline:
         email=email, thresholds=(good, watch), concurrency=max(1, positive_int("concurrency", 2)),
         retries=positive_int("retries", 2), baseline_days=positive_int("baseline_days", 14),
         lookback_hours=max(1, positive_int("lookback_hours", 26)), enabled=bool(data.get("enabled", True)),
+        interval=interval, notify_on_failure=tuple(_addresses(f"{where}: notify_on_failure",
+                                                                 data.get("notify_on_failure"))),
     )
+
+
+def _addresses(where: str, value: Any) -> list[str]:
+    """A YAML list of e-mail addresses (None: empty)."""
+    found = value or []
+    if isinstance(found, str) or not isinstance(found, list) or \
+            not all(isinstance(r, str) and "@" in r for r in found):
+        raise ConfigError(f"{where} must be a list of addresses, got {value!r}")
+    return [r.strip() for r in found]
 
 
 def pipelines_dir(home: Path) -> Path:
