@@ -6,6 +6,7 @@ import datetime as dt
 
 from prefect import flow, task
 
+from flows import hooks
 from workbench import config, jobs, pipelines
 from workbench.store import WriteResult, open_warehouse
 
@@ -18,7 +19,8 @@ def roll_up(start: dt.datetime, end: dt.datetime) -> WriteResult:
                                        micro_stop_threshold_s=settings.micro_stop_threshold_s)
 
 
-@flow(name="hourly-oee", log_prints=True)
+@flow(name="hourly-oee", log_prints=True,
+      on_failure=[hooks.notify_failure], on_crashed=[hooks.notify_failure])
 def hourly_oee(pipeline: str = "hourly_oee", until: str | None = None) -> dict[str, int]:
     """Recompute ``oee_hourly`` for the last ``lookback_hours`` full hours before ``until`` (ISO
     timestamp with offset; default now)."""

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows import hooks
 from workbench import config, pipelines, reports, runs
 from workbench.pipelines import NotebookSpec, Pipeline
 
@@ -35,12 +36,9 @@ def _report_meta(pipeline: Pipeline, data: runs.RunData) -> dict[str, object]:
 
 @task(name="run-notebook", task_run_name="run-notebook-{spec.name}")
 def run_notebook(pipeline: Pipeline, spec: NotebookSpec, data: runs.RunData,
-                 kernels: str | None = None) -> reports.SectionResult:
-    settings = config.settings()
-    out = runs.run_dir(settings, pipeline, data.day)
-    params = pipeline.notebook_parameters(spec, date=data.day.isoformat(), warehouse=str(data.extract))
-    return reports.run_section(spec.path, out_dir=out / "notebooks", parameters=params, cwd=settings.home,
-                               kernels=kernels)
+                 kernels: str | None = None, working_tree: bool = False) -> reports.SectionResult:
+    return runs.run_notebook(config.settings(), pipeline, spec, data, kernels=kernels,
+                             working_tree=working_tree)
 
 
 @task(name="build-page", task_run_name="build-page-{section.name}")
@@ -50,7 +48,7 @@ def build_page(pipeline: Pipeline, data: runs.RunData, section: reports.SectionR
                                       generated_at=dt.datetime.now(dt.UTC), **meta)
 
 
-def _run_sections(pipeline: Pipeline, data: runs.RunData, kernels: str | None
+def _run_sections(pipeline: Pipeline, data: runs.RunData, kernels: str | None, working_tree: bool = False
                   ) -> tuple[list[reports.SectionResult], list[reports.SectionPage],
                              PrefectFuture | None, PrefectFuture | None, dict[str, object]]:
     """At most ``pipeline.concurrency`` notebooks at a time, in :func:`workbench.runs.run_order`.
@@ -66,7 +64,7 @@ def _run_sections(pipeline: Pipeline, data: runs.RunData, kernels: str | None
     while queue or running:
         while queue and len(running) < pipeline.concurrency:
             spec = queue.pop(0)
-            running.append((spec.name, run_notebook.submit(pipeline, spec, data, kernels)))
+            running.append((spec.name, run_notebook.submit(pipeline, spec, data, kernels, working_tree)))
         done = next(as_completed([future for _, future in running]))
         name = next(n for n, future in running if future is done)
         running = [(n, future) for n, future in running if future is not done]
@@ -111,22 +109,58 @@ def send_email(pipeline: Pipeline, data: runs.RunData, summary, report: reports.
     return reports.deliver(message, settings=settings, outbox=settings.reports_path / "outbox", marker=marker)
 
 
+def _artifact_key(pipeline: Pipeline, what: str) -> str:
+    return f"{pipeline.name}-{what}".lower().replace("_", "-")
+
+
+def _publish(pipeline: Pipeline, day: dt.date, summary, sections: list[reports.SectionResult],
+             report: reports.ReportResult, delivery: reports.DeliveryResult | None) -> None:
+    """Prefect artifacts of the run: a link to the report and a table of its outcome, so a
+    scheduler sees the result in the Prefect UI without opening files."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+    settings = config.settings()
+    url = runs.report_url(settings, pipeline, day) or report.index_html.resolve().as_uri()
+    create_link_artifact(url, link_text=f"{pipeline.name} {day.isoformat()}: {report.index_html}",
+                         key=_artifact_key(pipeline, "report"),
+                         description=f"The report of {day.isoformat()}")
+    if delivery is None:
+        mailed = "none (the pipeline has no recipients)"
+    elif delivery.method == "skipped":
+        mailed = "already sent for this day (not sent again)"
+    else:
+        mailed = f"{delivery.method} {delivery.path or delivery.message_id or ''}".strip()
+    markdown = runs.outcome_markdown(pipeline, day, summary, sections, index_html=str(report.index_html),
+                                     email=mailed)
+    create_markdown_artifact(markdown, key=_artifact_key(pipeline, "outcome"),
+                             description=f"Headline KPIs and sections of {day.isoformat()}")
+
+
 # Notebooks are limited by the pipeline's `concurrency` (see _run_sections); the other workers
 # write report pages meanwhile.
-@flow(name="daily-report", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
-def daily_report(pipeline: str = "daily_report", date: str | None = None) -> dict[str, str]:
+@flow(name="daily-report", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True,
+      on_failure=[hooks.notify_failure], on_crashed=[hooks.notify_failure])
+def daily_report(pipeline: str = "daily_report", date: str | None = None,
+                 working_tree: bool = False) -> dict[str, str]:
     """Run a report pipeline for one production day (default: the latest with data).
 
-    A failing notebook does not stop the others: its section is marked failed in the report, the
-    e-mail still goes out with a visible warning, and the flow run ends Failed with the error.
+    Notebooks run as committed in git (``working_tree``: as they are on disk), with every
+    parameter of their parameters cell. A failing notebook does not stop the others: its section
+    is marked failed in the report, the e-mail still goes out with a visible warning, and the
+    flow run ends Failed with the error. The run is renamed ``<pipeline> <day>`` once the day is
+    known, and publishes a link to the report and its outcome as Prefect artifacts. A failed run
+    notifies the pipeline's ``notify_on_failure`` addresses (see :mod:`flows.hooks`).
     """
     logger = get_run_logger()
     settings = config.settings()
     p = pipelines.get(pipeline, home=settings.home, default_timezone=settings.plant_timezone)
     with runs.notebook_kernels(settings) as kernels:  # imports while the data is extracted
         day = resolve_day(date)
+        hooks.name_run(p, day)
+        logger.info("%s: production day %s%s", p.name, day.isoformat(),
+                    "" if date else " (the latest with production data)")
         data = prepare_data.with_options(retries=p.retries)(p, day)
-        sections, pages, kept_summary, drawn, meta = _run_sections(p, data, kernels)
+        sections, pages, kept_summary, drawn, meta = _run_sections(p, data, kernels, working_tree)
     report = build_report(p, data, sections, pages, meta)
     warnings = [f"Section '{s.name}' failed: {s.error}" for s in sections if s.status != "ok"]
     # The summary a notebook kept (its charts drawn meanwhile), else computed now.
@@ -137,6 +171,7 @@ def daily_report(pipeline: str = "daily_report", date: str | None = None) -> dic
         delivery = send_email.with_options(retries=p.retries)(p, data, summary, report, warnings, images)
         logger.info("e-mail: %s %s", delivery.method, delivery.path or "")
     logger.info("report: %s", report.index_html)
+    _publish(p, day, summary, sections, report, delivery)
     result = {"day": day.isoformat(), "index_html": str(report.index_html),
               "email": str(delivery.path) if delivery and delivery.path else ""}
     if warnings:

@@ -99,3 +99,51 @@ def test_notebook_kernels_can_be_switched_off(project: Path, monkeypatch: pytest
     config.reset()
     with runs.notebook_kernels(config.settings()) as address:
         assert address is None
+
+
+def _notices(project: Path) -> list:
+    import email
+    import email.policy
+
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted((project / "reports" / "outbox").glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)]
+
+
+def test_a_failed_run_tells_who_the_pipeline_names_once_per_failure(project: Path) -> None:
+    (project / "pipelines" / "mailed.yaml").write_text(
+        "kind: report\nschedule: {cron: '0 5 * * *'}\nnotebooks: [{name: new, path: notebooks/new.ipynb}]\n"
+        "email: {recipients: [boss@plant.example], subject_prefix: '[P1]'}\n"
+        "notify_on_failure: [it@plant.example]\n")
+    settings = config.settings()
+    pipeline = pipelines.get("mailed", home=project, default_timezone=settings.plant_timezone)
+    error = "WarehouseBusyError: a Jupyter notebook kernel holds the warehouse\nmore detail"
+    sent = runs.notify_failure(settings, pipeline, run_name="mailed 2026-11-20", error=error, day=DAY,
+                               run_url="http://analytics01:4200/runs/flow-run/1")
+    assert sent is not None and sent.method == "outbox"
+    (msg,) = _notices(project)
+    # no report went out: the managers hear it too
+    assert msg["Subject"] == "[P1] FAILED: mailed for 2026-11-20"
+    assert msg["To"] == "it@plant.example, boss@plant.example"
+    body = msg.get_content()
+    assert "a Jupyter notebook kernel holds the warehouse" in body
+    assert "http://analytics01:4200/runs/flow-run/1" in body
+    assert "workbench run mailed --date 2026-11-20" in body
+    # the same failure again (an hourly retry): logged, not mailed again
+    assert runs.notify_failure(settings, pipeline, run_name="mailed 2026-11-20", error=error, day=DAY) is None
+    assert len(_notices(project)) == 1
+    # another failure is news; once the day's report e-mail went out, only IT hears
+    marker = runs.run_dir(settings, pipeline, DAY) / "email.sent.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("{}")
+    runs.notify_failure(settings, pipeline, run_name="mailed 2026-11-20", error="ReportFailed: 1 section(s)",
+                        day=DAY)
+    last = _notices(project)[-1]
+    assert last["To"] == "it@plant.example"
+    assert "The report e-mail went out" in last.get_content()
+
+
+def test_a_pipeline_that_names_nobody_only_logs(project: Path, caplog) -> None:
+    settings = config.settings()
+    pipeline = pipelines.get("daily", home=project, default_timezone=settings.plant_timezone)
+    assert runs.notify_failure(settings, pipeline, run_name="daily", error="boom") is None
+    assert "names nobody to tell" in caplog.text

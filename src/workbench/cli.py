@@ -231,7 +231,7 @@ def pipelines_command() -> None:
     now = dt.datetime.now(dt.UTC)
     for p in found.values():
         runs = ", ".join(f"{t:%a %d %b %H:%M %Z}" for t in p.next_runs(now, 2)) if p.enabled else "disabled"
-        table.add_row(p.name, p.kind, f"{p.cron} ({p.timezone})", runs,
+        table.add_row(p.name, p.kind, p.schedule_text, runs,
                       ", ".join(n.name for n in p.notebooks) or "—",
                       ", ".join(p.email.recipients) if p.email else "—")
     console.print(table)
@@ -242,8 +242,13 @@ def pipelines_command() -> None:
 def run_command(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name (pipelines/<name>.yaml).")],
     date: Annotated[str | None, typer.Option(help="Production day YYYY-MM-DD (default: the latest).")] = None,
+    working_tree: Annotated[bool, typer.Option(
+        "--working-tree", help="Run the notebooks as they are on disk, not as committed (developing a "
+                               "notebook; the pages say so).")] = False,
 ) -> None:
-    """Run a pipeline once, now, through Prefect (a temporary local server when none is configured)."""
+    """Run a pipeline once, now, through Prefect (a temporary local server when none is configured).
+
+    Notebooks run as committed in git, like the scheduled runs, unless --working-tree."""
     from workbench import pipelines, runs
 
     settings = wb_config.settings()
@@ -253,6 +258,9 @@ def run_command(
     kwargs: dict[str, Any] = {"pipeline": p.name}
     if p.kind == "report":
         kwargs["date"] = date
+        kwargs["working_tree"] = working_tree
+    elif working_tree:
+        raise typer.BadParameter(f"{p.name} runs no notebooks", param_hint="--working-tree")
     state = flow(**kwargs, return_state=True)
     if state.is_completed():
         result = state.result()
@@ -266,17 +274,54 @@ def run_command(
 @app.command("serve")
 @friendly
 def serve_command() -> None:
-    """Serve every enabled pipeline on its cron schedule (deployments visible in the Prefect UI)."""
-    import prefect
+    """Serve every enabled pipeline on its schedule (deployments visible in the Prefect UI).
 
-    from workbench import pipelines, runs
+    Runs until stopped; each scheduled run executes in a process of its own. Point it at the
+    plant's Prefect server with PREFECT_API_URL (see `workbench server`).
+    """
+    from workbench import pipelines, runs, scheduling
+
+    scheduling.quiet_prefect()
+    import prefect
 
     settings = wb_config.settings()
     found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
     flows = runs.load_flows(settings.home)
     deployments = flows.deployments(found)
-    console.print(f"Serving {len(deployments)} deployment(s): {', '.join(d.name for d in deployments)}")
-    prefect.serve(*deployments)
+    api = os.environ.get("PREFECT_API_URL", "")
+    if not api:
+        err_console.print("[yellow]PREFECT_API_URL is not set:[/] serving against a temporary server inside "
+                          "this process — no UI, and its run history is lost when it stops. For the plant, "
+                          "run `workbench server` and set PREFECT_API_URL=http://127.0.0.1:4200/api.")
+    console.print(f"Serving {len(deployments)} deployment(s) on {api or 'a temporary server'}:")
+    for p in found.values():
+        if p.enabled:
+            nxt = p.next_runs(dt.datetime.now(dt.UTC), 1)[0]
+            console.print(f"  {p.name}: {p.schedule_text}, next {nxt:%a %d %b %H:%M %Z}")
+    # Schedules stay on when this process stops (a reboot, an upgrade): the server keeps creating
+    # runs, those due meanwhile turn Late (workbench doctor says so) and run when serve is back,
+    # instead of a missed 05:00 report that nobody hears about.
+    prefect.serve(*deployments, pause_on_shutdown=False)
+
+
+@app.command("server")
+@friendly
+def server_command(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API and the UI.")] = 4200,
+    public_url: Annotated[str | None, typer.Option(
+        help="Address browsers reach this server at, e.g. http://analytics01:4200 (the UI calls the API "
+             "there).")] = None,
+    ui: Annotated[bool, typer.Option(help="Serve the Prefect UI.")] = True,
+) -> None:
+    """Run the Prefect server in the foreground, hardened for a plant: telemetry off, scheduler and
+    late-run detection on, the UI pointed at the right API. Run it as a service (README)."""
+    from workbench import scheduling
+
+    env = scheduling.server_environment(os.environ, host=host, port=port, public_url=public_url)
+    console.print(f"Prefect server on http://{host}:{port} (UI's API: {env['PREFECT_UI_API_URL']}); "
+                  f"workbench serve needs PREFECT_API_URL=http://127.0.0.1:{port}/api")
+    raise typer.Exit(subprocess.call(scheduling.server_command(host=host, port=port, ui=ui), env=env))
 
 
 # -- import ----------------------------------------------------------------------------------------
@@ -310,22 +355,109 @@ def import_(
 
 # -- lab -------------------------------------------------------------------------------------------
 
-@app.command()
+#: JupyterLab options that keep it inside the plant's network (each one exists in jupyterlab 4.6 /
+#: jupyter_server 2.21): no news feed (``None`` turns it off and hides it; an empty URL is still
+#: "fetched" and logs a failure), no check of pypi.org for a newer JupyterLab, and an extension
+#: manager that neither searches nor installs from PyPI.
+LAB_OFFLINE_OPTIONS: dict[str, str] = {
+    "LabApp.news_url": "None",
+    "LabApp.check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+    "LabApp.extension_manager": "readonly",
+}
+
+# JupyterLab's short names for options `workbench lab` sets itself.
+_LAB_ALIASES = {"notebook-dir": "ServerApp.root_dir", "port": "ServerApp.port"}
+
+
+def _lab_options_given(args: list[str]) -> set[str]:
+    """The ``Class.trait`` names that ``args`` set (``--Class.trait=v``, ``--Class.trait v``, aliases)."""
+    names = (arg[2:].split("=", 1)[0] for arg in args if arg.startswith("--"))
+    return {_LAB_ALIASES.get(name, name) for name in names}
+
+
+def lab_command(*, notebooks: Path, port: int, no_browser: bool = False, as_root: bool = False,
+                extra: list[str] | None = None) -> list[str]:
+    """The command line ``workbench lab`` starts JupyterLab with.
+
+    Parameters
+    ----------
+    notebooks : Path
+        The directory JupyterLab shows (``ServerApp.root_dir``).
+    port : int
+        Port to listen on.
+    no_browser : bool
+        Do not open a browser.
+    as_root : bool
+        Add ``--allow-root``: JupyterLab refuses to start as root without it.
+    extra : list of str, optional
+        Arguments for JupyterLab, passed unchanged after the workbench's own. One that sets an
+        option the workbench sets (e.g. ``--ServerApp.root_dir=…``, ``--LabApp.news_url=…``)
+        replaces it: JupyterLab refuses an option given twice.
+
+    Returns
+    -------
+    list of str
+        The command, starting with this interpreter.
+    """
+    from workbench.reports.kernels import transport_encryption
+
+    extra = list(extra or [])
+    options = {
+        "ServerApp.root_dir": str(notebooks),
+        "ServerApp.port": str(port),
+        "MappingKernelManager.default_kernel_name": KERNEL_NAME,
+        # An analyst's kernels are encrypted like report kernels (CurveZMQ where the kernel spec
+        # allows it), and do not log "Kernel is running over TCP without encryption" each.
+        "MappingKernelManager.transport_encryption": transport_encryption(),
+        **LAB_OFFLINE_OPTIONS,
+    }
+    given = _lab_options_given(extra)
+    cmd = [sys.executable, "-m", "jupyterlab"]
+    cmd += [f"--{name}={value}" for name, value in options.items() if name not in given]
+    if no_browser:
+        cmd.append("--no-browser")
+    if as_root and "--allow-root" not in extra:
+        cmd.append("--allow-root")
+    return cmd + extra
+
+
+def _run_lab(cmd: list[str], env: dict[str, str]) -> int:
+    """Run JupyterLab: on POSIX this process becomes JupyterLab (and does not return)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        # Become JupyterLab rather than wait for it: Ctrl-C, a service manager's SIGTERM and the
+        # exit status are then its own. subprocess.call answers the first Ctrl-C by SIGKILLing
+        # it — before it can ask to confirm or shut its kernels down, which then run on.
+        os.execve(cmd[0], cmd, env)
+    return subprocess.call(cmd, env=env)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             options_metavar="[OPTIONS] [JUPYTERLAB ARGS]...")
 @friendly
 def lab(
+    ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port for JupyterLab.")] = 8888,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
 ) -> None:
-    """Start JupyterLab on notebooks/ with the project kernel."""
+    """Start JupyterLab on notebooks/ with the project kernel.
+
+    Any other arguments go to JupyterLab unchanged, e.g. --ip 0.0.0.0 --IdentityProvider.token=SECRET.
+
+    As root (a container, a plant's analytics VM) --allow-root is added.
+
+    JupyterLab calls nothing outside the plant: no news feed, no update check, no PyPI extensions.
+    """
     settings = wb_config.settings()
     notebooks = settings.home / "notebooks"
     notebooks.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}", f"--port={port}",
-           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"]
-    if no_browser:
-        cmd.append("--no-browser")
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    cmd = lab_command(notebooks=notebooks, port=port, no_browser=no_browser, as_root=as_root, extra=ctx.args)
+    if as_root:
+        err_console.print("Running as root: starting JupyterLab with --allow-root.", highlight=False)
     env = dict(os.environ, WORKBENCH_HOME=str(settings.home))
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    raise typer.Exit(_run_lab(cmd, env))
 
 
 # -- doctor ----------------------------------------------------------------------------------------
@@ -357,6 +489,23 @@ def _report_kernels_check(settings: wb_config.Settings) -> tuple[str, bool, str]
                         f"in {info['preload_s']:.1f} s")
 
 
+def _schedule_checks(settings: wb_config.Settings) -> list[tuple[str, bool, str]]:
+    """What the Prefect server at PREFECT_API_URL holds for every enabled pipeline: its deployment,
+    upcoming runs the server's scheduler created, something serving them, the last run's state."""
+    from workbench import pipelines, scheduling
+
+    api = os.environ.get("PREFECT_API_URL", "").strip()
+    if not api:
+        return [("scheduled pipelines", True, "PREFECT_API_URL not set: not checked (set it to the plant's "
+                 "Prefect server, e.g. http://127.0.0.1:4200/api)")]
+    try:
+        found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
+        statuses = scheduling.schedule_status(api, found.values())
+    except WorkbenchError as exc:
+        return [("scheduled pipelines", False, str(exc))]
+    return [(f"schedule '{st.pipeline}'", st.ok, st.describe(settings.tz)) for st in statuses]
+
+
 def doctor_checks() -> list[tuple[str, bool, str]]:
     """Run the installation checks: (what, ok, detail or hint)."""
     checks: list[tuple[str, bool, str]] = []
@@ -385,6 +534,7 @@ def doctor_checks() -> list[tuple[str, bool, str]]:
         return checks
     checks.append(("settings", True, f"engine {settings.engine}, plant zone {settings.plant_timezone}"))
     checks.append(_report_kernels_check(settings))
+    checks.extend(_schedule_checks(settings))
     data = settings.data_path
     try:
         data.mkdir(parents=True, exist_ok=True)

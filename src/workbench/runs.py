@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
+import json
 import logging
 import os
 import sys
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from workbench import jobs
 from workbench.config import Settings
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.pipelines import Pipeline
+from workbench.pipelines import NotebookSpec, Pipeline
 from workbench.store import DuckDBWarehouse, open_warehouse
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Name under which a notebook keeps the day's summary for the e-mail (``nb.record``).
 SUMMARY_RECORD = "daily_summary"
+
+#: A failure repeated the same way within this time is logged, not mailed again.
+FAILURE_NOTICE_QUIET = dt.timedelta(hours=6)
 
 #: Tables a report extract carries (everything the notebooks read).
 EXTRACT_TABLES = (
@@ -68,7 +72,6 @@ def run_order(settings: Settings, pipeline: Pipeline, day: dt.date) -> list[str]
     keep their pipeline order, ahead of the others. The report's order is the pipeline's
     whatever the run order.
     """
-    import json
 
     from workbench.reports.execute import records_in
 
@@ -127,6 +130,46 @@ def prepare_data(settings: Settings, pipeline: Pipeline, day: dt.date) -> RunDat
     })
 
 
+def run_notebook(settings: Settings, pipeline: Pipeline, spec: NotebookSpec, data: RunData, *,
+                 kernels: str | None = None, working_tree: bool = False) -> SectionResult:
+    """Execute one section of a report run: the notebook as committed, with every parameter.
+
+    The committed version (see :mod:`workbench.reports.sources`) runs with all the parameters of
+    its ``parameters`` cell: the flow's ``date`` and ``warehouse`` (the run's extract), the
+    pipeline's values, else the committed defaults — so an analyst's edit in the working tree
+    never changes a scheduled report, and the page lists every parameter.
+
+    Parameters
+    ----------
+    spec : NotebookSpec
+        The section.
+    data : RunData
+        From :func:`prepare_data`.
+    kernels : str, optional
+        Address of the run's kernel zygote (:func:`notebook_kernels`).
+    working_tree : bool
+        Run the notebook as it is on disk instead (developing a notebook; the page says so).
+
+    Raises
+    ------
+    ReportError
+        A configuration error: the notebook is not committed, a parameter it lacks, a default
+        that is not a literal.
+    """
+    from workbench import reports
+
+    out = run_dir(settings, pipeline, data.day)
+    source = reports.notebook_source(spec.path, home=settings.home, copy_dir=out / "sources",
+                                     working_tree=working_tree)
+    if source.modified and not working_tree:
+        log.warning("%s: %s", spec.name, source.origin)
+    given = pipeline.notebook_parameters(spec, date=data.day.isoformat(), warehouse=str(data.extract))
+    # Unknown names are refused by run_section (validate_parameters), with the notebook's list.
+    params = reports.complete_parameters(source.path, given)
+    return reports.run_section(source.path, out_dir=out / "notebooks", parameters=params, cwd=settings.home,
+                               kernels=kernels, origin=source.origin)
+
+
 def daily_summary(settings: Settings, pipeline: Pipeline, data: RunData,
                   sections: Sequence[SectionResult] = ()) -> DailySummary:
     """The day's :class:`~workbench.summary.DailySummary`.
@@ -162,6 +205,77 @@ def daily_summary(settings: Settings, pipeline: Pipeline, data: RunData,
                                        micro_stop_threshold_s=settings.micro_stop_threshold_s)
 
 
+def notify_failure(settings: Settings, pipeline: Pipeline, *, run_name: str, error: str,
+                   day: dt.date | None = None, run_url: str | None = None):
+    """Tell people that a scheduled run failed; returns the :class:`~workbench.reports.DeliveryResult`,
+    or None when the pipeline names nobody.
+
+    Who: the pipeline's ``notify_on_failure`` addresses, and its report recipients unless the
+    day's report e-mail went out anyway (a failed section: that e-mail carries the warning).
+    Delivered like the report (SMTP, else the outbox). The same failure (same first line of
+    the error, same day) within :data:`FAILURE_NOTICE_QUIET` of the last notice is only logged.
+    """
+    from workbench import reports
+
+    sent = day is not None and (run_dir(settings, pipeline, day) / "email.sent.json").exists()
+    recipients = list(pipeline.notify_on_failure)
+    if pipeline.email is not None and not sent:
+        recipients += [r for r in pipeline.email.recipients if r not in recipients]
+    if not recipients:
+        log.error("%s failed and the pipeline names nobody to tell (notify_on_failure): %s", run_name, error)
+        return None
+    # An hourly pipeline that keeps failing the same way tells people once, not 24 times a day.
+    last_path = settings.reports_path / pipeline.name / "failure-notice.json"
+    headline = (error.strip().splitlines() or [""])[0]
+    now = dt.datetime.now(dt.UTC)
+    try:
+        last = json.loads(last_path.read_text(encoding="utf-8"))
+        repeated = (last.get("error") == headline and last.get("day") == (day.isoformat() if day else None)
+                    and now - dt.datetime.fromisoformat(last["sent_at"]) < FAILURE_NOTICE_QUIET)
+    except (OSError, ValueError, KeyError, TypeError):
+        repeated = False
+    if repeated:
+        log.error("%s failed again the same way (notice already sent at %s): %s", run_name, last["sent_at"],
+                  headline)
+        return None
+    message = reports.compose_failure_email(
+        pipeline=pipeline.name, run_name=run_name, error=error, sender=settings.mail_from,
+        recipients=recipients, subject_prefix=pipeline.email.subject_prefix if pipeline.email else "",
+        day=day, run_url=run_url, report_sent=sent)
+    delivery = reports.deliver(message, settings=settings, outbox=settings.reports_path / "outbox")
+    last_path.parent.mkdir(parents=True, exist_ok=True)
+    last_path.write_text(json.dumps({"error": headline, "day": day.isoformat() if day else None,
+                                     "sent_at": now.isoformat()}), encoding="utf-8")
+    return delivery
+
+
+def outcome_markdown(pipeline: Pipeline, day: dt.date, summary: DailySummary | None,
+                     sections: Sequence[SectionResult], *, index_html: str, email: str) -> str:
+    """The run's outcome as a markdown artifact for the Prefect UI: headline KPIs and sections."""
+    def pct(value: object) -> str:
+        return "—" if value is None or value != value else f"{float(value):.1%}"  # type: ignore[arg-type]
+
+    lines = [f"## {pipeline.description or pipeline.name} — {day:%A %d %B %Y}", ""]
+    if summary is not None:
+        plant = summary.plant
+        lines += ["| plant OEE | availability | performance | quality | good | rejects |",
+                  "|---:|---:|---:|---:|---:|---:|",
+                  f"| **{pct(plant.get('oee'))}** | {pct(plant.get('availability'))} | "
+                  f"{pct(plant.get('performance'))} | {pct(plant.get('quality'))} | "
+                  f"{int(plant.get('good') or 0):,} | {int(plant.get('rejects') or 0):,} |", ""]
+        if not summary.downtime_top.empty:
+            top = summary.downtime_top.iloc[0]
+            lines += [f"Top downtime: **{top['reason_category']}**, {float(top['minutes']):,.0f} min "
+                      f"in {int(top['events'])} stops.", ""]
+        lines += [f"SPC violations: {len(summary.spc_violations)}.", ""]
+    lines += ["| section | status | took | notebook |", "|---|---|---:|---|"]
+    for s in sections:
+        status = "ok" if s.ok else f"**FAILED**: {(s.error or '').replace('|', '/')}"
+        lines.append(f"| {s.name} | {status} | {s.duration_s:.1f} s | {s.origin.replace('|', '/')} |")
+    lines += ["", f"Report: `{index_html}`", "", f"E-mail: {email}"]
+    return "\n".join(lines)
+
+
 def report_url(settings: Settings, pipeline: Pipeline, day: dt.date) -> str | None:
     """Link to the run's index.html when reports/ is served (``WORKBENCH_REPORT_BASE_URL``)."""
     if not settings.report_base_url:
@@ -176,6 +290,14 @@ def load_flows(home: Path) -> ModuleType:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     if not (home / "flows" / "__init__.py").is_file():
         raise ConfigError(f"no flows package at {home / 'flows'}")
+    loaded = sys.modules.get("flows")
+    if loaded is not None and Path(loaded.__file__ or "").resolve().parent != (home / "flows").resolve():
+        # Another project's flows (tests point the settings at several projects in one process).
+        stale = Path(loaded.__file__ or "").resolve().parents[1]
+        for name in [n for n in sys.modules if n == "flows" or n.startswith("flows.")]:
+            del sys.modules[name]
+        while str(stale) in sys.path:
+            sys.path.remove(str(stale))
     if str(home) not in sys.path:
         sys.path.insert(0, str(home))
     module = importlib.import_module("flows")

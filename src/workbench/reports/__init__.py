@@ -4,6 +4,8 @@ The public API used by the Prefect flows::
 
     validate_parameters(notebook, parameters)            # unknown keys are an error, not a warning
     KernelZygote(kernel_name)                             # forks fresh kernels with the imports done
+    notebook_source(notebook, home=, copy_dir=)         # the committed version a scheduled run executes
+    complete_parameters(notebook, given)                 # every parameter: given, else the default
     run_section(notebook, out_dir=, parameters=, …)       # -> SectionResult (never raises on a failing cell)
     read_records(ipynb_path)                              # results a notebook kept with notebook.record
     build_section_page(section, report_dir=, title=, …)  # -> SectionPage (as soon as a notebook has run)
@@ -35,10 +37,12 @@ if TYPE_CHECKING:
         DeliveryResult,
         EmailCharts,
         compose_daily_email,
+        compose_failure_email,
         deliver,
         email_charts,
         subject_for,
     )
+    from workbench.reports.sources import NotebookSource, complete_parameters, notebook_source
     from workbench.reports.version import code_version
 
 # Imported on first use: nbformat, nbconvert and matplotlib take seconds to import, and the
@@ -49,9 +53,11 @@ _WHERE = {
     "ReportResult": "html", "build_report": "html", "external_urls": "html",
     "SectionPage": "html", "build_section_page": "html",
     "KernelZygote": "kernels",
-    "DeliveryResult": "mail", "compose_daily_email": "mail", "deliver": "mail", "subject_for": "mail",
+    "DeliveryResult": "mail", "compose_daily_email": "mail", "compose_failure_email": "mail",
+    "deliver": "mail", "subject_for": "mail",
     "EmailCharts": "mail", "email_charts": "mail",
     "code_version": "version",
+    "NotebookSource": "sources", "notebook_source": "sources", "complete_parameters": "sources",
 }
 
 
@@ -66,6 +72,7 @@ __all__ = [
     "EmailCharts",
     "KernelZygote",
     "MailError",
+    "NotebookSource",
     "ReportError",
     "ReportResult",
     "SectionPage",
@@ -73,10 +80,13 @@ __all__ = [
     "build_report",
     "build_section_page",
     "code_version",
+    "complete_parameters",
     "compose_daily_email",
+    "compose_failure_email",
     "deliver",
     "email_charts",
     "external_urls",
+    "notebook_source",
     "read_records",
     "run_section",
     "subject_for",

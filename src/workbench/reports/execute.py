@@ -46,6 +46,8 @@ class SectionResult:
     records : dict
         What the notebook kept for the pipeline with :func:`workbench.notebook.record`, by
         name (only from a notebook that ran to the end).
+    origin : str
+        Which version of the notebook ran (see :mod:`workbench.reports.sources`); "" if not said.
     """
 
     name: str
@@ -58,6 +60,7 @@ class SectionResult:
     finished_at: dt.datetime
     parameters: dict[str, object] = field(default_factory=dict)
     records: dict[str, object] = field(default_factory=dict)
+    origin: str = ""
 
     @property
     def ok(self) -> bool:
@@ -184,7 +187,7 @@ def _in_own_event_loop(call: Callable[[], object]) -> object:
 
 def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
                 kernel_name: str = "workbench", timeout_s: int = 900,
-                cwd: Path | None = None, kernels: str | None = None) -> SectionResult:
+                cwd: Path | None = None, kernels: str | None = None, origin: str = "") -> SectionResult:
     """Execute ``notebook`` with papermill into ``out_dir/<stem>.ipynb``.
 
     Parameters
@@ -206,6 +209,9 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
         Address of a :class:`~workbench.reports.kernels.KernelZygote` to fork the kernel from
         (a fresh kernel process that starts with the libraries imported); default: start the
         kernel the usual way.
+    origin : str
+        Which version of the notebook this is, for the page (e.g. "notebooks/oee.ipynb as
+        committed in 3e54f75").
 
     Notes
     -----
@@ -259,7 +265,7 @@ def run_section(notebook: Path, *, out_dir: Path, parameters: dict[str, object],
     return SectionResult(name=notebook.stem, notebook=notebook, ipynb_path=output,
                          status="failed" if error else "ok", error=error, traceback=trace,
                          started_at=started, finished_at=finished, parameters=dict(parameters),
-                         records=records)
+                         records=records, origin=origin)
 
 
 def read_records(ipynb_path: Path) -> dict[str, object]:

@@ -34,6 +34,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from workbench.config import RECORD_MIME
 from workbench.errors import ReportError
 from workbench.reports.execute import SectionResult
 
@@ -251,6 +252,25 @@ def _normalise_plotly(nb) -> bool:
     return uses
 
 
+def _drop_records(nb) -> None:
+    """Remove the results notebooks kept for the pipeline (:func:`workbench.notebook.record`)
+    from ``nb``: they are data for the pipeline, not output for the reader, and nbconvert has no
+    way to show their MIME type — it would warn "not able to be represented" for each one and
+    leave an empty output box on the page."""
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.get("outputs"):
+            continue
+        shown = []
+        for out in cell.outputs:
+            data = out.get("data")
+            if data and RECORD_MIME in data:
+                del data[RECORD_MIME]
+                if not data:
+                    continue
+            shown.append(out)
+        cell.outputs = shown
+
+
 @functools.cache
 def _plotly_js() -> str:
     from plotly.offline import get_plotlyjs
@@ -413,12 +433,15 @@ def _section_page(section: SectionResult, prov: _Provenance, *, exporter) -> str
             notebook = None  # a truncated file from a killed kernel: the failure box still says why
     if notebook is None:
         notebook = nbformat.v4.new_notebook()
+    _drop_records(notebook)
     uses_plotly = _normalise_plotly(notebook)
     notebook.metadata.pop("widgets", None)
     notebook.metadata["title"] = f"{section.name} — {prov.title}"
 
     ran = (f"<dt>Ran</dt><dd data-wb=\"ran\">{_e(_when(section.started_at, prov.tz))}, "
            f"{section.duration_s:.1f} s</dd>")
+    if section.origin:
+        ran += f"<dt>Notebook</dt><dd data-wb=\"notebook\">{_e(section.origin)}</dd>"
     badge = ('<span class="wb-badge wb-badge-ok">ok</span>' if section.ok
              else '<span class="wb-badge wb-badge-failed">FAILED</span>')
     header = ('<header class="wb-header"><nav class="wb-nav">'

@@ -292,6 +292,27 @@ def _provisioner_class() -> type:
     return ZygoteProvisioner
 
 
+def transport_encryption() -> str:
+    """The CurveZMQ policy for kernels the workbench starts (jupyter_client's ``transport_encryption``).
+
+    ``"auto"``: a kernel whose spec declares ``supported_encryption: curve`` (what
+    ``ipykernel install`` writes since ipykernel 7.3) gets manager-provisioned CurveZMQ keys, so
+    code and outputs between the kernel and its client are encrypted even on localhost — and
+    the kernel no longer logs "Kernel is running over TCP without encryption" into every run.
+    Not ``"required"``: a kernel spec installed by an older ipykernel would then fail the run
+    instead of running unencrypted. ``"disabled"`` when pyzmq's libzmq lacks CurveZMQ
+    (jupyter_client refuses the other policies there).
+
+    Returns
+    -------
+    str
+        ``"auto"`` or ``"disabled"``.
+    """
+    import zmq
+
+    return "auto" if zmq.has("curve") else "disabled"
+
+
 def kernel_manager_class(address: str | None = None, *, env: Mapping[str, str] | None = None) -> type:
     """A jupyter_client ``AsyncKernelManager`` for report runs.
 
@@ -305,14 +326,21 @@ def kernel_manager_class(address: str | None = None, *, env: Mapping[str, str] |
     Returns
     -------
     type
-        Pass it to papermill / nbclient as ``kernel_manager_class``.
+        Pass it to papermill / nbclient as ``kernel_manager_class``. Its kernels talk over
+        CurveZMQ-encrypted sockets when their spec allows it (see :func:`transport_encryption`).
     """
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
 
     provisioner = _provisioner_class()
     extra = dict(env or {})
+    encryption = transport_encryption()
 
     class ReportKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        @default("transport_encryption")
+        def _encrypt_when_the_kernel_can(self) -> str:
+            return encryption
+
         async def _async_pre_start_kernel(self, **kw: Any) -> Any:
             if extra:
                 kw["env"] = {**(kw.get("env") or os.environ), **extra}

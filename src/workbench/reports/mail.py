@@ -393,6 +393,70 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
     return msg
 
 
+def compose_failure_email(*, pipeline: str, run_name: str, error: str, sender: str, recipients: list[str],
+                          subject_prefix: str = "", day: dt.date | None = None, run_url: str | None = None,
+                          report_sent: bool = False) -> EmailMessage:
+    """The notice that a scheduled run failed (plain text: it must get through any mail gateway).
+
+    Parameters
+    ----------
+    pipeline : str
+        Pipeline name (``daily_report``).
+    run_name : str
+        The flow run's name in Prefect (it carries the day once that is known).
+    error : str
+        What failed: the run's final state message.
+    sender, recipients : str, list of str
+        From and To.
+    subject_prefix : str
+        Put first in the subject, e.g. ``"[PLANT1]"``.
+    day : date, optional
+        The production day, when the run got as far as resolving it.
+    run_url : str, optional
+        Link to the run in the Prefect UI.
+    report_sent : bool
+        The day's report e-mail went out (with its own warning); the notice says so.
+
+    Returns
+    -------
+    EmailMessage
+        With ``Auto-Submitted: auto-generated`` and ``X-Workbench-Pipeline``.
+
+    Raises
+    ------
+    MailError
+        When there are no recipients.
+    """
+    recipients = [r.strip() for r in recipients if r and r.strip()]
+    if not recipients:
+        raise MailError(f"the failure notice of {pipeline} has no recipients")
+    now = dt.datetime.now(dt.UTC)
+    what = f"{pipeline} for {day:%Y-%m-%d}" if day else pipeline
+    outcome = ("The report e-mail went out, with a warning about the failed part."
+               if report_sent else f"No {pipeline} output was delivered by this run.")
+    lines = [
+        f"The scheduled run {run_name!r} of {what} failed at {now:%Y-%m-%d %H:%M} UTC.", "",
+        outcome, "", "What failed:", "", *[f"    {line}" for line in error.strip().splitlines()[:40]], "",
+        f"The run in Prefect: {run_url}" if run_url else "See the run in the Prefect UI (Flow Runs).",
+        "", "To run it again once the cause is fixed:",
+        f"    workbench run {pipeline}" + (f" --date {day:%Y-%m-%d}" if day else ""),
+        "(a re-run never sends the same day's report e-mail twice)", "",
+        "— the plant workbench",
+    ]
+    msg = EmailMessage()
+    msg["Subject"] = " ".join(x for x in (subject_prefix, f"FAILED: {what}") if x)
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = email.utils.format_datetime(now)
+    msg["Message-ID"] = email.utils.make_msgid("failed", domain=_domain(sender))
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Workbench-Pipeline"] = pipeline
+    if day:
+        msg["X-Workbench-Day"] = f"{day:%Y-%m-%d}"
+    msg.set_content("\n".join(lines))
+    return msg
+
+
 # -- delivery ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
