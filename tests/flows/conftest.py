@@ -94,3 +94,4 @@ def settings_for(project: Path, use_home, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WORKBENCH_PLANT_TIMEZONE", "America/Chicago")
     config.reset()
     return config.settings()
+

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
+from flow_support import copy_project, git
 
 from workbench import config, reports, runs
 from workbench.errors import ReportError
@@ -19,19 +19,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@plant.example", *args],
-                          cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def git_home(project: Path, tmp_path_factory) -> Path:
     """The flow tests' project under git, with the real OEE notebook in an `oee_only` pipeline."""
-    home = tmp_path_factory.mktemp("git") / "project"
-    shutil.copytree(project, home, ignore=shutil.ignore_patterns("reports", "__pycache__"))
-    shutil.copy(ROOT / "notebooks" / "oee.ipynb", home / "notebooks" / "oee.ipynb")
-    (home / "pipelines" / "oee_only.yaml").write_text("""
+    return copy_project(project, tmp_path_factory.mktemp("git") / "project",
+                        notebooks=(ROOT / "notebooks" / "oee.ipynb",), pipelines={"oee_only": """
 kind: report
 schedule: {cron: "0 5 * * *", timezone: America/Chicago}
 parameters: {days: 1}
@@ -39,12 +31,7 @@ notebooks:
   - {name: oee, path: notebooks/oee.ipynb, parameters: {oee_good: 0.8}}
 retries: 0
 baseline_days: 3
-""")
-    (home / ".gitignore").write_text("data/\nreports/\n")
-    git(home, "init", "-q")
-    git(home, "add", "-A")
-    git(home, "commit", "-q", "-m", "project")
-    return home
+"""})
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from flow_support import copy_project
 
 from workbench import pipelines, scheduling
 
@@ -94,19 +94,11 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
         assert "Can't evaluate bulk DML statement" not in text
 
 
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@plant.example", *args], cwd=cwd,
-                   check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def served_project(project: Path, tmp_path_factory) -> Path:
     """A copy of the flow tests' project, under git, with one pipeline that runs every 20 s."""
-    home = tmp_path_factory.mktemp("served") / "project"
-    shutil.copytree(project, home, ignore=shutil.ignore_patterns("reports", "__pycache__", "*.wal"))
-    for old in (home / "pipelines").glob("*.yaml"):
-        old.unlink()
-    (home / "pipelines" / f"{PIPELINE}.yaml").write_text(f"""
+    return copy_project(project, tmp_path_factory.mktemp("served") / "project", keep_pipelines=False,
+                        pipelines={PIPELINE: f"""
 description: The test report, every {INTERVAL_S} seconds
 kind: report
 schedule: {{interval: {INTERVAL_S}s, timezone: America/Chicago}}
@@ -119,12 +111,7 @@ notify_on_failure: [it@plant.example]
 concurrency: 2
 retries: 0
 baseline_days: 3
-""")
-    (home / ".gitignore").write_text("data/\nreports/\n")
-    git(home, "init", "-q")
-    git(home, "add", "-A")
-    git(home, "commit", "-q", "-m", "project")
-    return home
+"""})
 
 
 def flow_runs(url: str, **flow_run_filter) -> list[dict]:
