@@ -25,9 +25,9 @@ import pytest
 from workbench import config, jobs, reliability
 from workbench import notebook as nb
 from workbench.demo import load_plant
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, StoreError
 from workbench.simulate import PlantConfig, simulate_plant
-from workbench.store import DuckDBWarehouse
+from workbench.store import DuckDBWarehouse, OnDemandWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -200,7 +200,12 @@ def test_show_table_formats_numbers(shown: list[dict]) -> None:
 
 def test_open_data(demo_warehouse: Path, tmp_path: Path, use_home, fresh_settings) -> None:
     wh = nb.open_data(str(demo_warehouse))
+    assert isinstance(wh, OnDemandWarehouse)          # connects per call: a kernel holds nothing
     assert wh.engine == "duckdb" and wh.count("machines") == 4
+    with DuckDBWarehouse(demo_warehouse, lock_timeout_s=0):
+        pass                                          # a writer gets the file at once
+    with pytest.raises(StoreError, match="read-only"):
+        wh.write("machines", wh.read("machines"))
     wh.close()
     with pytest.raises(ConfigError, match="neither a DuckDB file"):
         nb.open_data(str(tmp_path / "missing.duckdb"))
@@ -210,6 +215,7 @@ def test_open_data(demo_warehouse: Path, tmp_path: Path, use_home, fresh_setting
     (tmp_path / "data").mkdir()
     shutil.copy(demo_warehouse, tmp_path / "data" / "warehouse.duckdb")
     with nb.open_data("") as wh:
+        assert isinstance(wh, OnDemandWarehouse)
         assert wh.location == str(tmp_path / "data" / "warehouse.duckdb")
 
 
@@ -257,6 +263,13 @@ def test_scope_reads_the_selected_machines_and_days(demo_warehouse: Path, capsys
     assert f"{len(frames.production_events):>10,}" in out and "a note" in out
     by_machine = s.oee(frames, by=("machine_id",))
     assert by_machine.table["machine_id"].tolist() == ["M01", "M02"]
+    # What the daily summary notebook does with the scope's warehouse still works…
+    summary = jobs.daily_summary_from(s.warehouse, day=s.last_day, tz=TZ, machines=s.machine_filter)
+    assert summary.day == s.last_day
+    # …and the scopes, kept alive as a kernel keeps them, hold no connection between calls.
+    assert isinstance(s.warehouse, OnDemandWarehouse) and isinstance(everything.warehouse, OnDemandWarehouse)
+    with DuckDBWarehouse(demo_warehouse, lock_timeout_s=0):
+        pass
 
 
 def test_unscheduled_time_and_weibull_choice(demo_warehouse: Path, capsys) -> None:

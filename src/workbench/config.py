@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     site: str = Field(default="PLANT1", description="site id used by the demo and defaults")
     micro_stop_threshold_s: float = Field(default=120.0, gt=0)
     timescale: str = Field(default="auto", description="auto / on / off: use TimescaleDB features")
+    # DuckDB lets one process hold the file read-write, or several read-only: openers wait this long
+    # for a holder to let go before saying who it is (see workbench.store.locks).
+    lock_timeout_s: float = Field(default=120.0, gt=0, description="seconds to wait for the DuckDB "
+                                  "warehouse while another process holds it")
     # Mail: with no SMTP host, messages are written to <reports>/outbox/*.eml instead of sent.
     smtp_host: str | None = Field(default=None, description="SMTP server; unset: write .eml files")
     smtp_port: int = Field(default=587, ge=1, le=65535)

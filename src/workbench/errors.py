@@ -24,6 +24,32 @@ class StoreError(WorkbenchError):
     """The warehouse could not be reached or refused an operation."""
 
 
+class WarehouseBusyError(StoreError):
+    """Another process held the embedded DuckDB warehouse for longer than the lock timeout.
+
+    The message leads with who holds the file (a notebook kernel, a ``workbench`` command, a
+    Prefect flow run, another process), how long this process waited and what to do.
+
+    Parameters
+    ----------
+    message : str
+        The whole explanation.
+    holder : str
+        Kind of holder: ``"notebook"``, ``"workbench"``, ``"flow"``, ``"process"`` or ``"unknown"``.
+    pid : int, optional
+        Process id of the holder, when DuckDB named it.
+    waited_s : float
+        Seconds spent waiting before giving up.
+    """
+
+    def __init__(self, message: str, *, holder: str = "unknown", pid: int | None = None,
+                 waited_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.pid = pid
+        self.waited_s = waited_s
+
+
 class ValidationError(WorkbenchError):
     """Input data is invalid; ``problems`` lists each problem with its location.
 

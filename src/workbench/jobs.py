@@ -54,15 +54,16 @@ def load_plant_frames(warehouse: Warehouse, *, start: dt.datetime, end: dt.datet
     ending there).
     """
     _check_range(start, end)
-    frames: dict[str, pd.DataFrame] = {name: warehouse.read(name) for name in _ALL}
+    with warehouse.held():  # one connection for all the tables (a notebook's reader connects per call)
+        frames: dict[str, pd.DataFrame] = {name: warehouse.read(name) for name in _ALL}
+        for name in _INTERVALS:
+            kwargs = {"machines": machines} if machines is not None and name != "shift_calendar" \
+                and name != "planned_stops" else {}
+            frames[name] = warehouse.read(name, start=start, end=end, overlap=True, **kwargs)
+        events = warehouse.read("production_events", start=start, end=end + dt.timedelta(microseconds=1),
+                                machines=machines)
     if machines is not None:
         frames["machines"] = frames["machines"][frames["machines"]["machine_id"].isin(machines)]
-    for name in _INTERVALS:
-        kwargs = {"machines": machines} if machines is not None and name != "shift_calendar" \
-            and name != "planned_stops" else {}
-        frames[name] = warehouse.read(name, start=start, end=end, overlap=True, **kwargs)
-    events = warehouse.read("production_events", start=start, end=end + dt.timedelta(microseconds=1),
-                            machines=machines)
     frames["production_events"] = events[events["time"] > pd.Timestamp(start)]
     return oee.PlantFrames.from_tables(frames)
 
@@ -94,8 +95,9 @@ def latest_production_day(warehouse: Warehouse, *, tz: str) -> dt.date:
     """The last production day with production data (the default "yesterday" of a report)."""
     from zoneinfo import ZoneInfo
 
-    row = warehouse.read("shift_calendar", columns=["shift_date", "time_start"])
-    events = warehouse.query("SELECT max(time) AS last FROM production_events")
+    with warehouse.held():
+        row = warehouse.read("shift_calendar", columns=["shift_date", "time_start"])
+        events = warehouse.query("SELECT max(time) AS last FROM production_events")
     if row.empty or events.empty or pd.isna(events["last"].iloc[0]):
         raise WorkbenchError("the warehouse has no production data yet: run `workbench demo` or load data")
     last = pd.Timestamp(events["last"].iloc[0])
@@ -114,15 +116,16 @@ def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
     (of the given ``machines`` only, when given: the plant figures are then theirs)."""
     from workbench import summary
 
-    start, end = production_day_range(warehouse, first=day, last=day + dt.timedelta(days=1), tz=tz)
-    frames = load_plant_frames(warehouse, start=start, end=end, machines=machines)
-    tables = {name: getattr(frames, name) for name in frames.__dataclass_fields__}
-    tables["scrap_events"] = warehouse.read("scrap_events", start=start, end=end, machines=machines)
-    tables["work_orders"] = warehouse.read("work_orders")
-    tables["characteristics"] = warehouse.read("characteristics")
-    tables["quality_measurements"] = warehouse.read(
-        "quality_measurements", start=start - dt.timedelta(days=summary.SPC_BASELINE_DAYS), end=end,
-        machines=machines)
+    with warehouse.held():  # every table from one connection: they describe the same moment
+        start, end = production_day_range(warehouse, first=day, last=day + dt.timedelta(days=1), tz=tz)
+        frames = load_plant_frames(warehouse, start=start, end=end, machines=machines)
+        tables = {name: getattr(frames, name) for name in frames.__dataclass_fields__}
+        tables["scrap_events"] = warehouse.read("scrap_events", start=start, end=end, machines=machines)
+        tables["work_orders"] = warehouse.read("work_orders")
+        tables["characteristics"] = warehouse.read("characteristics")
+        tables["quality_measurements"] = warehouse.read(
+            "quality_measurements", start=start - dt.timedelta(days=summary.SPC_BASELINE_DAYS), end=end,
+            machines=machines)
     return summary.daily_summary(tables, day=day, start=start, end=end, tz=tz,
                                  thresholds=thresholds or summary.DEFAULT_THRESHOLDS, top=top,
                                  micro_stop_threshold_s=micro_stop_threshold_s)

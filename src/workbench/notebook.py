@@ -41,7 +41,7 @@ import pandas as pd
 from workbench import jobs, oee, reliability, schema
 from workbench.config import RECORD_MIME, report_run, settings
 from workbench.errors import ConfigError, ReliabilityError
-from workbench.store import DuckDBWarehouse, PostgresWarehouse, Warehouse, open_warehouse
+from workbench.store import OnDemandWarehouse, Warehouse, open_reader
 
 __all__ = [
     "MONEY_COLUMNS",
@@ -76,8 +76,13 @@ _PLOTLY = {"embedded": False}
 # data and scope
 # =============================================================================================
 
-def open_data(warehouse: str = "") -> Warehouse:
-    """Open the data a notebook reads, read-only where the engine allows it.
+def open_data(warehouse: str = "") -> OnDemandWarehouse:
+    """Open the data a notebook reads: read-only, and connected only while a call runs.
+
+    A kernel lives for hours; a DuckDB file held open in it, even read-only, would lock every
+    writer out (the report flow, the collectors). The warehouse returned connects for each read
+    and closes again (``with wh.held(): …`` groups several reads under one connection), so
+    between cells the kernel holds nothing.
 
     Parameters
     ----------
@@ -88,7 +93,7 @@ def open_data(warehouse: str = "") -> Warehouse:
 
     Returns
     -------
-    Warehouse
+    OnDemandWarehouse
 
     Raises
     ------
@@ -98,16 +103,16 @@ def open_data(warehouse: str = "") -> Warehouse:
     cfg = settings()
     text = str(warehouse).strip()
     if text.startswith(("postgresql://", "postgres://")):
-        return PostgresWarehouse(text, timescale=cfg.timescale)
+        return OnDemandWarehouse.postgres(text, timescale=cfg.timescale)
     if not text:
         if cfg.database_url is None and not cfg.warehouse_path.is_file():
             raise ConfigError(f"the configured warehouse {cfg.warehouse_path} does not exist: run "
                               "`workbench demo`, or pass warehouse= (a DuckDB file or a postgresql:// URL)")
-        return open_warehouse(cfg, read_only=True)
+        return open_reader(cfg)
     path = Path(text).expanduser()
     if not path.is_file():
         raise ConfigError(f"warehouse {text!r} is neither a DuckDB file that exists nor a postgresql:// URL")
-    return DuckDBWarehouse(path, read_only=True)
+    return OnDemandWarehouse.duckdb(path, lock_timeout_s=cfg.lock_timeout_s)
 
 
 def resolve_days(wh: Warehouse, date: str | dt.date, days: int,
@@ -205,7 +210,8 @@ class Scope:
     Attributes
     ----------
     warehouse : Warehouse
-        The open warehouse (read-only for DuckDB).
+        Where the data is: read-only, connected only while a call runs (see :func:`open_data`),
+        so a scope kept in a kernel holds no file or connection.
     tz : str
         Plant time zone.
     first_day, last_day : date
@@ -280,7 +286,8 @@ class Scope:
                                    overlap=overlap and ranged)
 
     def plant_frames(self) -> oee.PlantFrames:
-        """The tables OEE and the loss analyses need (see :func:`workbench.jobs.load_plant_frames`)."""
+        """The tables OEE and the loss analyses need (see :func:`workbench.jobs.load_plant_frames`,
+        which reads them all under one connection, so that they fit together)."""
         return jobs.load_plant_frames(self.warehouse, start=self.start, end=self.end,
                                       machines=self.machine_filter)
 
@@ -314,11 +321,12 @@ def scope(*, date: str | dt.date = "", days: int = 1, warehouse: str = "", site:
     """
     cfg = settings()
     wh = open_data(warehouse)
-    first, last, start, end = resolve_days(wh, date, days, cfg.plant_timezone)
+    with wh.held():  # one connection for the scope's reads, released before the notebook goes on
+        first, last, start, end = resolve_days(wh, date, days, cfg.plant_timezone)
+        chosen = select_machines(wh, site=site, lines=lines, machines=machines)
     # A notebook starts by making its scope: after "Run all" in a live kernel its first figure
     # must carry plotly.js again, or an HTML export of the re-run would have none.
     _PLOTLY["embedded"] = False
-    chosen = select_machines(wh, site=site, lines=lines, machines=machines)
     selected = bool(_wanted(site) or _wanted(lines) or _wanted(machines))
     return Scope(wh, cfg.plant_timezone, first, last, start, end, chosen, selected,
                  cfg.micro_stop_threshold_s)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import os
 import sys
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -140,6 +142,12 @@ def check_columns(tbl: schema.Table, columns: Sequence[str] | None) -> list[str]
     return list(columns)
 
 
+def partial_path(target: Path) -> Path:
+    """Where to write ``target`` before moving it into place: a name of its own, so that two runs
+    of a pipeline for the same day never write the same half-finished file."""
+    return target.with_name(f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+
+
 class Warehouse(abc.ABC):
     """One interface over the embedded DuckDB file and PostgreSQL / TimescaleDB.
 
@@ -167,6 +175,25 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
         """Group several writes: all of them land or none does."""
+
+    @contextmanager
+    def held(self) -> Iterator[Self]:
+        """Group several reads under one connection, so they see the same data.
+
+        A warehouse that keeps its connection open (this one) has nothing to do; one that
+        connects per call (:class:`~workbench.store.OnDemandWarehouse`) connects once here
+        and releases the connection at the end of the block::
+
+            with wh.held():
+                machines = wh.read("machines")
+                states = wh.read("machine_states", start=start, end=end)
+
+        Yields
+        ------
+        Warehouse
+            This warehouse.
+        """
+        yield self
 
     # -- writes ------------------------------------------------------------------------------
     def write(self, table: str, data: Frame) -> WriteResult:
@@ -301,22 +328,25 @@ class Warehouse(abc.ABC):
 
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".partial")
-        tmp.unlink(missing_ok=True)
+        tmp = partial_path(target)
         names = list(tables) if tables is not None else [t.name for t in schema.tables()]
         copied: dict[str, int] = {}
-        with DuckDBWarehouse(tmp) as out:
-            out.init_schema()
-            with out.transaction():  # one commit for the whole extract, not one per table
-                for name in names:
-                    tbl = schema.table(name)
-                    ranged = tbl.time_column is not None
-                    arrow = self.read(name, start=start if ranged else None, end=end if ranged else None,
-                                      as_="arrow")
-                    if arrow.num_rows:
-                        # Rows read from a warehouse are canonical already (checked when they were
-                        # written, event ids included): insert them as they are.
-                        out._write_arrow(tbl, arrow)
-                    copied[name] = arrow.num_rows
+        try:
+            with DuckDBWarehouse(tmp) as out:
+                out.init_schema()
+                with out.transaction():  # one commit for the whole extract, not one per table
+                    for name in names:
+                        tbl = schema.table(name)
+                        ranged = tbl.time_column is not None
+                        arrow = self.read(name, start=start if ranged else None,
+                                          end=end if ranged else None, as_="arrow")
+                        if arrow.num_rows:
+                            # Rows read from a warehouse are canonical already (checked when they
+                            # were written, event ids included): insert them as they are.
+                            out._write_arrow(tbl, arrow)
+                        copied[name] = arrow.num_rows
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a name of its own: nobody else would ever clean it up
+            raise
         tmp.replace(target)
         return copied

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from workbench import schema
 from workbench.errors import StoreError
+from workbench.store import locks
 from workbench.store.base import (
     PRODUCTION_HOURLY_VIEW,
     Frame,
@@ -21,6 +22,7 @@ from workbench.store.base import (
     Warehouse,
     from_arrow,
     order_columns,
+    partial_path,
     time_bounds,
 )
 
@@ -74,22 +76,38 @@ def probe_allowed(tbl: schema.Table) -> bool:
 class DuckDBWarehouse(Warehouse):
     """Warehouse in a DuckDB file.
 
+    DuckDB lets one process hold the file read-write, or several processes read-only. While
+    another process holds it, opening waits (exponential backoff) up to ``lock_timeout_s`` and
+    then raises :class:`~workbench.errors.WarehouseBusyError` naming the holder (see
+    :mod:`workbench.store.locks`). Whoever opens one should close it soon (``with …:``).
+
     Parameters
     ----------
     path : str or Path
         The database file; ``":memory:"`` for a throw-away warehouse.
     read_only : bool
         Open without write access (several readers may share the file).
+    lock_timeout_s : float, optional
+        Longest wait (seconds) for another process to let go of the file; default the setting
+        ``WORKBENCH_LOCK_TIMEOUT_S`` (120 s).
+
+    Raises
+    ------
+    WarehouseBusyError
+        Another process still held the file after ``lock_timeout_s``.
+    StoreError
+        Any other reason the file cannot be opened (not retried).
     """
 
     engine = "duckdb"
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False,
+                 lock_timeout_s: float | None = None) -> None:
         self.path = path if str(path) == ":memory:" else Path(path)
         if isinstance(self.path, Path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = locks.connect(self.path, read_only=read_only, timeout_s=lock_timeout_s)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the DuckDB warehouse {self.path}: {exc}") from None
         # Arrow exports TIMESTAMPTZ in the session zone: pin it so reads are always UTC.
@@ -157,8 +175,7 @@ class DuckDBWarehouse(Warehouse):
         """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".partial")
-        tmp.unlink(missing_ok=True)
+        tmp = partial_path(target)
         names = list(tables) if tables is not None else [t.name for t in schema.tables()]
         for bound in (start, end):
             if bound is not None and bound.tzinfo is None:
@@ -190,8 +207,11 @@ class DuckDBWarehouse(Warehouse):
                 self._run("ROLLBACK")
                 raise
             self._run("COMMIT")
-        finally:
+        except BaseException:
             self._run(f"DETACH {alias}")
+            tmp.unlink(missing_ok=True)  # a name of its own: nobody else would ever clean it up
+            raise
+        self._run(f"DETACH {alias}")
         tmp.replace(target)
         return copied
 

@@ -103,6 +103,18 @@ class PostgresWarehouse(Warehouse):
         with self.conn.transaction():
             yield
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside the block see one snapshot of the database (a ``REPEATABLE READ,
+        READ ONLY`` transaction), whatever other sessions commit meanwhile."""
+        saved = self.conn.isolation_level, self.conn.read_only
+        self.conn.isolation_level, self.conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
+        try:
+            with self.conn.transaction():
+                yield
+        finally:
+            self.conn.isolation_level, self.conn.read_only = saved
+
     # -- schema ------------------------------------------------------------------------------
     def timescale_available(self) -> bool:
         """Whether the TimescaleDB extension is installed or installable on this server."""
