@@ -109,7 +109,7 @@ def run_kernel(env: dict[str, str], seconds: float, out: queue.Queue) -> None:
     """An analyst's notebook: the workbench kernel reading the warehouse in a loop."""
     from jupyter_client.manager import start_new_kernel
 
-    km, kc = start_new_kernel(kernel_name="workbench", env=env)
+    km, kc = start_new_kernel(kernel_name="workbench", env=env, cwd=env["WORKBENCH_HOME"])
     lines: list[str] = []
     try:
         kc.execute(KERNEL_LOOP.format(seconds=seconds))
@@ -171,7 +171,16 @@ def main() -> int:
             print((work / "server.log").read_text())
             return 1
         serve = start([WORKBENCH, "serve"], env=wb_env, log=work / "serve.log", cwd=home)
-        began = dt.datetime.now(dt.UTC)
+        # The schedule exists from when serve has registered the deployments: slots count from then.
+        for _ in range(120):
+            found = httpx.post(f"{api}/deployments/filter", json={"limit": 10}, timeout=10).json()
+            if len(found) == 2:
+                break
+            time.sleep(1)
+        else:
+            print((work / "serve.log").read_text())
+            return 1
+        began = max(when(d["created"]) for d in found)
         seconds = args.minutes * 60
         kernel_out: queue.Queue = queue.Queue()
         kernel = threading.Thread(target=run_kernel, args=(wb_env, seconds, kernel_out), daemon=True)
@@ -209,7 +218,7 @@ def main() -> int:
     print()
     for pipeline, interval in (("daily_report", args.report_interval), ("hourly_oee", args.rollup_interval)):
         mine = by_deployment.get(pipeline, [])
-        first = began + dt.timedelta(seconds=-(began.timestamp() % interval) + interval)
+        first = began + dt.timedelta(seconds=interval - began.timestamp() % interval)
         slots = []
         t = first
         while t < ended:

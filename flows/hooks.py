@@ -15,19 +15,22 @@ log = logging.getLogger(__name__)
 _DAYS: dict[str, dt.date] = {}
 
 
-def name_run(pipeline: Pipeline, day: dt.date) -> None:
-    """Rename the current flow run ``<pipeline> <day>``: the Prefect UI's run list then says which
-    day each run reported, also for scheduled runs whose ``date`` parameter is empty."""
+def name_run(pipeline: Pipeline, day: dt.date | None = None, *, what: str | None = None) -> None:
+    """Rename the current flow run ``<pipeline> <day>`` (or ``<pipeline> <what>``): the Prefect UI's
+    run list then says which day or hours each run covered, also for scheduled runs whose
+    parameters are empty."""
     from prefect.client.orchestration import get_client
     from prefect.runtime import flow_run
 
     run_id = flow_run.id
     if not run_id:
         return
-    _DAYS[str(run_id)] = day
+    if day is not None:
+        _DAYS[str(run_id)] = day
+    label = what or (day.isoformat() if day else "")
     try:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(run_id, name=f"{pipeline.name} {day.isoformat()}")
+            client.update_flow_run(run_id, name=f"{pipeline.name} {label}".strip())
     except Exception as exc:  # the name is a convenience; the report must not fail for it
         log.warning("could not rename flow run %s: %s", run_id, exc)
 

@@ -30,5 +30,6 @@ def hourly_oee(pipeline: str = "hourly_oee", until: str | None = None) -> dict[s
     if end.tzinfo is None:
         raise ValueError(f"until must carry a UTC offset, got {until!r}")
     end = end.replace(minute=0, second=0, microsecond=0)
+    hooks.name_run(p, what=f"until {end.astimezone(settings.tz):%Y-%m-%d %H:%M %Z}")
     result = roll_up.with_options(retries=p.retries)(end - dt.timedelta(hours=p.lookback_hours), end)
     return {"written": result.written, "unchanged": result.unchanged}

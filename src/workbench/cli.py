@@ -220,21 +220,38 @@ def oee_command(
 @app.command("pipelines")
 @friendly
 def pipelines_command() -> None:
-    """List the pipelines in pipelines/*.yaml with their schedules and next runs."""
-    from workbench import pipelines
+    """List the pipelines in pipelines/*.yaml with their schedules and next runs.
+
+    "next runs" is computed from the YAML; with PREFECT_API_URL set, "on the server" says what
+    the Prefect server really holds (its scheduler's upcoming runs, or what is wrong)."""
+    from workbench import pipelines, scheduling
 
     settings = wb_config.settings()
     found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
+    api = os.environ.get("PREFECT_API_URL", "").strip()
+    server: dict[str, str] = {}
+    if api:
+        try:
+            server = {st.pipeline: ("ok: " if st.ok else "PROBLEM: ") + st.describe(settings.tz)
+                      for st in scheduling.schedule_status(api, found.values())}
+        except WorkbenchError as exc:
+            server = {name: f"PROBLEM: {exc}" for name in found}
     table = Table(title=f"Pipelines in {pipelines.pipelines_dir(settings.home)}", title_justify="left")
-    for col in ("name", "kind", "schedule", "next runs", "notebooks", "recipients"):
+    columns = ["name", "kind", "schedule", "next runs", "notebooks", "recipients"]
+    for col in [*columns, "on the server"] if api else columns:
         table.add_column(col)
     now = dt.datetime.now(dt.UTC)
     for p in found.values():
         runs = ", ".join(f"{t:%a %d %b %H:%M %Z}" for t in p.next_runs(now, 2)) if p.enabled else "disabled"
-        table.add_row(p.name, p.kind, p.schedule_text, runs,
-                      ", ".join(n.name for n in p.notebooks) or "—",
-                      ", ".join(p.email.recipients) if p.email else "—")
+        row = [p.name, p.kind, p.schedule_text, runs, ", ".join(n.name for n in p.notebooks) or "—",
+               ", ".join(p.email.recipients) if p.email else "—"]
+        if api:
+            row.append(server.get(p.name, "disabled" if not p.enabled else "—"))
+        table.add_row(*row)
     console.print(table)
+    if not api:
+        err_console.print("(next runs as the YAML says; set PREFECT_API_URL to see what the Prefect server "
+                          "has scheduled)")
 
 
 @app.command("run")

@@ -101,6 +101,7 @@ def open_data(warehouse: str = "") -> OnDemandWarehouse:
         When the DuckDB file does not exist.
     """
     cfg = settings()
+    _say_lock_waits()
     text = str(warehouse).strip()
     if text.startswith(("postgresql://", "postgres://")):
         return OnDemandWarehouse.postgres(text, timescale=cfg.timescale)
@@ -113,6 +114,24 @@ def open_data(warehouse: str = "") -> OnDemandWarehouse:
     if not path.is_file():
         raise ConfigError(f"warehouse {text!r} is neither a DuckDB file that exists nor a postgresql:// URL")
     return OnDemandWarehouse.duckdb(path, lock_timeout_s=cfg.lock_timeout_s)
+
+
+def _say_lock_waits() -> None:
+    """In an analyst's kernel, show the note that a read waits for the warehouse (a writer such as
+    the 05:00 flow holds it): without it a cell would just seem to hang. Report runs log it."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("workbench.store.locks")
+    if report_run() or any(getattr(h, "_workbench_note", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("Note: %(message)s"))
+    handler.setLevel(logging.INFO)
+    handler._workbench_note = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 def resolve_days(wh: Warehouse, date: str | dt.date, days: int,

@@ -176,6 +176,9 @@ def test_a_served_schedule_fires_on_the_servers_scheduler_and_its_runs_complete(
                                 text=True, timeout=180)
         line = next(x for x in doctor.stdout.splitlines() if f"schedule '{PIPELINE}'" in x)
         assert "ok" in line and "next run" in line, doctor.stdout
+        listed = subprocess.run([WORKBENCH, "pipelines"], cwd=served_project, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert "on the server" in listed.stdout and "ok: next run" in listed.stdout, listed.stdout
     finally:
         stop(serve)
     # …and once nothing serves it, doctor says so
