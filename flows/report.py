@@ -113,7 +113,7 @@ def _artifact_key(pipeline: Pipeline, what: str) -> str:
     return f"{pipeline.name}-{what}".lower().replace("_", "-")
 
 
-def _publish(pipeline: Pipeline, day: dt.date, summary, sections: list[reports.SectionResult],
+def _publish(pipeline: Pipeline, day: dt.date, title: str, summary, sections: list[reports.SectionResult],
              report: reports.ReportResult, delivery: reports.DeliveryResult | None) -> None:
     """Prefect artifacts of the run: a link to the report and a table of its outcome, so a
     scheduler sees the result in the Prefect UI without opening files."""
@@ -124,14 +124,8 @@ def _publish(pipeline: Pipeline, day: dt.date, summary, sections: list[reports.S
     create_link_artifact(url, link_text=f"{pipeline.name} {day.isoformat()}: {report.index_html}",
                          key=_artifact_key(pipeline, "report"),
                          description=f"The report of {day.isoformat()}")
-    if delivery is None:
-        mailed = "none (the pipeline has no recipients)"
-    elif delivery.method == "skipped":
-        mailed = "already sent for this day (not sent again)"
-    else:
-        mailed = f"{delivery.method} {delivery.path or delivery.message_id or ''}".strip()
-    markdown = runs.outcome_markdown(pipeline, day, summary, sections, index_html=str(report.index_html),
-                                     email=mailed)
+    markdown = reports.outcome_markdown(summary, sections, title=title, index_html=str(report.index_html),
+                                        delivery=delivery)
     create_markdown_artifact(markdown, key=_artifact_key(pipeline, "outcome"),
                              description=f"Headline KPIs and sections of {day.isoformat()}")
 
@@ -171,7 +165,7 @@ def daily_report(pipeline: str = "daily_report", date: str | None = None,
         delivery = send_email.with_options(retries=p.retries)(p, data, summary, report, warnings, images)
         logger.info("e-mail: %s %s", delivery.method, delivery.path or "")
     logger.info("report: %s", report.index_html)
-    _publish(p, day, summary, sections, report, delivery)
+    _publish(p, day, str(meta["title"]), summary, sections, report, delivery)
     result = {"day": day.isoformat(), "index_html": str(report.index_html),
               "email": str(delivery.path) if delivery and delivery.path else ""}
     if warnings:

@@ -22,12 +22,12 @@ from workbench import config as wb_config
 from workbench.cliutil import console, err_console, friendly
 from workbench.errors import WorkbenchError
 from workbench.sampling_cli import app as sampling_app
+from workbench.scheduling import quiet_prefect
 from workbench.spc.cli import app as spc_app
 
 # Nothing of the workbench may call out of the plant's network: Prefect's temporary server would
 # otherwise try to send usage telemetry.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+quiet_prefect()
 
 app = typer.Typer(help="Analytics workbench for manufacturing plants.", no_args_is_help=True,
                   add_completion=False)
@@ -296,10 +296,9 @@ def serve_command() -> None:
     Runs until stopped; each scheduled run executes in a process of its own. Point it at the
     plant's Prefect server with PREFECT_API_URL (see `workbench server`).
     """
-    from workbench import pipelines, runs, scheduling
-
-    scheduling.quiet_prefect()
     import prefect
+
+    from workbench import pipelines, runs
 
     settings = wb_config.settings()
     found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)

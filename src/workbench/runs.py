@@ -11,7 +11,6 @@ import datetime as dt
 import importlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -249,33 +248,6 @@ def notify_failure(settings: Settings, pipeline: Pipeline, *, run_name: str, err
     return delivery
 
 
-def outcome_markdown(pipeline: Pipeline, day: dt.date, summary: DailySummary | None,
-                     sections: Sequence[SectionResult], *, index_html: str, email: str) -> str:
-    """The run's outcome as a markdown artifact for the Prefect UI: headline KPIs and sections."""
-    def pct(value: object) -> str:
-        return "—" if value is None or value != value else f"{float(value):.1%}"  # type: ignore[arg-type]
-
-    lines = [f"## {pipeline.description or pipeline.name} — {day:%A %d %B %Y}", ""]
-    if summary is not None:
-        plant = summary.plant
-        lines += ["| plant OEE | availability | performance | quality | good | rejects |",
-                  "|---:|---:|---:|---:|---:|---:|",
-                  f"| **{pct(plant.get('oee'))}** | {pct(plant.get('availability'))} | "
-                  f"{pct(plant.get('performance'))} | {pct(plant.get('quality'))} | "
-                  f"{int(plant.get('good') or 0):,} | {int(plant.get('rejects') or 0):,} |", ""]
-        if not summary.downtime_top.empty:
-            top = summary.downtime_top.iloc[0]
-            lines += [f"Top downtime: **{top['reason_category']}**, {float(top['minutes']):,.0f} min "
-                      f"in {int(top['events'])} stops.", ""]
-        lines += [f"SPC violations: {len(summary.spc_violations)}.", ""]
-    lines += ["| section | status | took | notebook |", "|---|---|---:|---|"]
-    for s in sections:
-        status = "ok" if s.ok else f"**FAILED**: {(s.error or '').replace('|', '/')}"
-        lines.append(f"| {s.name} | {status} | {s.duration_s:.1f} s | {s.origin.replace('|', '/')} |")
-    lines += ["", f"Report: `{index_html}`", "", f"E-mail: {email}"]
-    return "\n".join(lines)
-
-
 def report_url(settings: Settings, pipeline: Pipeline, day: dt.date) -> str | None:
     """Link to the run's index.html when reports/ is served (``WORKBENCH_REPORT_BASE_URL``)."""
     if not settings.report_base_url:
@@ -285,9 +257,9 @@ def report_url(settings: Settings, pipeline: Pipeline, day: dt.date) -> str | No
 
 def load_flows(home: Path) -> ModuleType:
     """Import the project's ``flows`` package (flows live beside, not inside, the library)."""
-    # No usage telemetry from Prefect's temporary server: nothing may call out of the plant.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from workbench.scheduling import quiet_prefect
+
+    quiet_prefect()  # no usage telemetry from Prefect's temporary server
     if not (home / "flows" / "__init__.py").is_file():
         raise ConfigError(f"no flows package at {home / 'flows'}")
     loaded = sys.modules.get("flows")

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         compose_failure_email,
         deliver,
         email_charts,
+        outcome_markdown,
         subject_for,
     )
     from workbench.reports.sources import NotebookSource, complete_parameters, notebook_source
@@ -54,7 +55,7 @@ _WHERE = {
     "SectionPage": "html", "build_section_page": "html",
     "KernelZygote": "kernels",
     "DeliveryResult": "mail", "compose_daily_email": "mail", "compose_failure_email": "mail",
-    "deliver": "mail", "subject_for": "mail",
+    "deliver": "mail", "subject_for": "mail", "outcome_markdown": "mail",
     "EmailCharts": "mail", "email_charts": "mail",
     "code_version": "version",
     "NotebookSource": "sources", "notebook_source": "sources", "complete_parameters": "sources",
@@ -87,6 +88,7 @@ __all__ = [
     "email_charts",
     "external_urls",
     "notebook_source",
+    "outcome_markdown",
     "read_records",
     "run_section",
     "subject_for",

@@ -26,6 +26,7 @@ import smtplib
 import ssl
 import tempfile
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -35,6 +36,7 @@ import pandas as pd
 
 from workbench.config import Settings
 from workbench.errors import MailError
+from workbench.reports.execute import SectionResult
 from workbench.reports.html import ReportResult, report_zip
 from workbench.summary import DailySummary
 
@@ -391,6 +393,52 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
     if attachment is not None:
         msg.add_attachment(attachment, maintype="application", subtype="zip", filename=f"{folder}.zip")
     return msg
+
+
+def outcome_markdown(summary: DailySummary | None, sections: Sequence[SectionResult], *, title: str,
+                     index_html: str, delivery: DeliveryResult | None) -> str:
+    """A run's outcome as markdown for the Prefect UI: the e-mail's headline facts and top downtime
+    cause, every section with its status, time and notebook version, and what became of the e-mail.
+
+    Parameters
+    ----------
+    summary : DailySummary or None
+        The day's summary (None: the run has none).
+    sections : sequence of SectionResult
+        The run's executed notebooks.
+    title : str
+        Heading, e.g. "Yesterday's production report — Monday 30 November 2026".
+    index_html : str
+        Where the report is.
+    delivery : DeliveryResult or None
+        What :func:`deliver` did (None: the pipeline mails nobody).
+
+    Returns
+    -------
+    str
+    """
+    lines = [f"## {title}", ""]
+    if summary is not None:
+        facts = _plant_facts(summary)
+        lines += ["| " + " | ".join(k for k, _ in facts) + " |", "|" + "---:|" * len(facts),
+                  "| " + " | ".join(v for _, v in facts) + " |", ""]
+        top = _downtime_rows(summary)[:1]
+        if top:
+            lines += [f"Top downtime: **{top[0]['Cause']}**, {top[0]['Minutes']} min in {top[0]['Stops']} "
+                      "stops.", ""]
+        lines += [f"SPC violations: {len(summary.spc_violations)}.", ""]
+    lines += ["| section | status | took | notebook |", "|---|---|---:|---|"]
+    for s in sections:
+        status = "ok" if s.ok else f"**FAILED**: {(s.error or '').replace('|', '/')}"
+        lines.append(f"| {s.name} | {status} | {s.duration_s:.1f} s | {s.origin.replace('|', '/')} |")
+    if delivery is None:
+        mailed = "none (the pipeline has no recipients)"
+    elif delivery.method == "skipped":
+        mailed = "already sent for this day (not sent again)"
+    else:
+        mailed = f"{delivery.method} {delivery.path or delivery.message_id or ''}".strip()
+    lines += ["", f"Report: `{index_html}`", "", f"E-mail: {mailed}"]
+    return "\n".join(lines)
 
 
 def compose_failure_email(*, pipeline: str, run_name: str, error: str, sender: str, recipients: list[str],

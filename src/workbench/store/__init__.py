@@ -24,6 +24,11 @@ __all__ = ["DuckDBWarehouse", "OnDemandWarehouse", "PostgresWarehouse", "Warehou
            "open_reader", "open_warehouse"]
 
 
+def _lock_timeout(cfg: Settings, given: float | None) -> float:
+    # These settings, not the process's (which DuckDBWarehouse would read when given None).
+    return cfg.lock_timeout_s if given is None else given
+
+
 def open_warehouse(config: Settings | None = None, *, read_only: bool = False,
                    lock_timeout_s: float | None = None) -> Warehouse:
     """Open the configured warehouse: PostgreSQL when ``WORKBENCH_DATABASE_URL`` is set, else the
@@ -47,8 +52,8 @@ def open_warehouse(config: Settings | None = None, *, read_only: bool = False,
     cfg = config or settings()
     if cfg.database_url is not None:
         return PostgresWarehouse(cfg.database_url.get_secret_value(), timescale=cfg.timescale)
-    timeout = cfg.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
-    return DuckDBWarehouse(cfg.warehouse_path, read_only=read_only, lock_timeout_s=timeout)
+    return DuckDBWarehouse(cfg.warehouse_path, read_only=read_only,
+                           lock_timeout_s=_lock_timeout(cfg, lock_timeout_s))
 
 
 def open_reader(config: Settings | None = None, *, lock_timeout_s: float | None = None) -> OnDemandWarehouse:
@@ -69,5 +74,4 @@ def open_reader(config: Settings | None = None, *, lock_timeout_s: float | None 
     cfg = config or settings()
     if cfg.database_url is not None:
         return OnDemandWarehouse.postgres(cfg.database_url.get_secret_value(), timescale=cfg.timescale)
-    timeout = cfg.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
-    return OnDemandWarehouse.duckdb(cfg.warehouse_path, lock_timeout_s=timeout)
+    return OnDemandWarehouse.duckdb(cfg.warehouse_path, lock_timeout_s=_lock_timeout(cfg, lock_timeout_s))

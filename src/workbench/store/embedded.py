@@ -180,39 +180,46 @@ class DuckDBWarehouse(Warehouse):
         for bound in (start, end):
             if bound is not None and bound.tzinfo is None:
                 raise StoreError(f"export_extract: start/end must be timezone-aware, got {bound!r}")
-        with DuckDBWarehouse(tmp) as out:
-            out.init_schema()
         alias = "wb_extract"
-        # READ_WRITE: also from a read-only connection (the extract is a new file of its own).
-        self._run(f"ATTACH '{_sql_string(str(tmp))}' AS {alias} (READ_WRITE)")
-        copied: dict[str, int] = {}
         try:
-            self._run("BEGIN TRANSACTION")
+            with DuckDBWarehouse(tmp) as out:
+                out.init_schema()
+            # READ_WRITE: also from a read-only connection (the extract is a new file of its own).
+            self._run(f"ATTACH '{_sql_string(str(tmp))}' AS {alias} (READ_WRITE)")
             try:
-                for name in names:
-                    tbl = schema.table(name)
-                    cols = ", ".join(_quote(c) for c in tbl.column_names)
-                    where, params = [], []
-                    if tbl.time_column is not None:
-                        for bound, op in ((start, ">="), (end, "<")):
-                            if bound is not None:
-                                where.append(f"{_quote(tbl.time_column)} {op} ?")
-                                params.append(bound)
-                    sql = (f"INSERT INTO {alias}.{tbl.name} ({cols}) SELECT {cols} FROM {tbl.name}"
-                           + (" WHERE " + " AND ".join(where) if where else "")
-                           + " ORDER BY " + ", ".join(_quote(c) for c in order_columns(tbl)))
-                    rows = self._run(sql, params or None)
-                    copied[name] = int(rows[0][0]) if rows else 0
-            except BaseException:
-                self._run("ROLLBACK")
-                raise
-            self._run("COMMIT")
+                copied = self._copy_into(alias, names, start=start, end=end)
+            finally:
+                self._run(f"DETACH {alias}")
         except BaseException:
-            self._run(f"DETACH {alias}")
             tmp.unlink(missing_ok=True)  # a name of its own: nobody else would ever clean it up
             raise
-        self._run(f"DETACH {alias}")
         tmp.replace(target)
+        return copied
+
+    def _copy_into(self, alias: str, names: list[str], *, start: dt.datetime | None,
+                   end: dt.datetime | None) -> dict[str, int]:
+        """Copy ``names`` (time-filtered) into the attached database ``alias`` in one transaction."""
+        copied: dict[str, int] = {}
+        self._run("BEGIN TRANSACTION")
+        try:
+            for name in names:
+                tbl = schema.table(name)
+                cols = ", ".join(_quote(c) for c in tbl.column_names)
+                where, params = [], []
+                if tbl.time_column is not None:
+                    for bound, op in ((start, ">="), (end, "<")):
+                        if bound is not None:
+                            where.append(f"{_quote(tbl.time_column)} {op} ?")
+                            params.append(bound)
+                sql = (f"INSERT INTO {alias}.{tbl.name} ({cols}) SELECT {cols} FROM {tbl.name}"
+                       + (" WHERE " + " AND ".join(where) if where else "")
+                       + " ORDER BY " + ", ".join(_quote(c) for c in order_columns(tbl)))
+                rows = self._run(sql, params or None)
+                copied[name] = int(rows[0][0]) if rows else 0
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        self._run("COMMIT")
         return copied
 
     # -- writes ------------------------------------------------------------------------------

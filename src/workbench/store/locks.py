@@ -316,7 +316,7 @@ def connect(path: str | Path, *, read_only: bool,
                 raise
             message = str(exc)
         now = time.monotonic()
-        if deadline is None or limit is None:  # the first conflict
+        if deadline is None:  # the first conflict
             limit = wait_timeout(limit)
             deadline = started + limit
             log.info("%s holds the DuckDB warehouse %s; waiting up to %s to open it %s",
