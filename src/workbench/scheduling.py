@@ -90,7 +90,8 @@ class ScheduleStatus:
     upcoming : tuple of datetime
         The next runs the server's scheduler has created (UTC), earliest first.
     last_state : str or None
-        State of the latest run that has started or was due (``Completed``, ``Failed``, ``Late`` …).
+        State of the latest due run that has started or turned Late (``Completed``, ``Failed``,
+        ``Late`` …).
     last_start : datetime or None
         When that run was due.
     """
@@ -185,8 +186,11 @@ def schedule_status(api_url: str, pipelines: Iterable[Pipeline], *, timeout_s: f
                     **runs_of, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
                                              "expected_start_time": {"after_": now.isoformat()}},
                     "sort": "EXPECTED_START_TIME_ASC", "limit": 3})
+                # A run just due and not yet picked up is still plainly "Scheduled": not the last
+                # run yet (the server marks it Late if nothing starts it).
                 last = post("/flow_runs/filter", {
-                    **runs_of, "flow_runs": {"expected_start_time": {"before_": now.isoformat()}},
+                    **runs_of, "flow_runs": {"expected_start_time": {"before_": now.isoformat()},
+                                             "state": {"name": {"not_any_": ["Scheduled"]}}},
                     "sort": "EXPECTED_START_TIME_DESC", "limit": 1})
                 out.append(ScheduleStatus(
                     p.name, deployed=True, active=active, ready=dep.get("status") == "READY",
