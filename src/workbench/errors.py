@@ -136,3 +136,7 @@ class MailError(WorkbenchError):
 
 class PlotError(WorkbenchError):
     """A figure cannot be drawn from what was given (wrong result shape, missing columns)."""
+
+
+class SourceError(WorkbenchError):
+    """A shop-floor or business source could not be reached or read."""

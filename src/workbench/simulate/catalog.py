@@ -136,6 +136,12 @@ TOOL_CAUSES: dict[str, Cause] = {
 CHANGEOVERS: dict[str, tuple[float, float]] = {  # code -> (median minutes, sigma)
     "CHG-SETUP": (55.0, 0.4), "CHG-PROG": (35.0, 0.4), "CHG-FA": (15.0, 0.3),
 }
+#: The PLC fault → reason-code table (the "fault mapping" a plant keeps): each specific fault of a
+#: cause maps to the cause's code; the generic faults (E-stop, general fault) map to nothing, since
+#: they are raised by several causes and only the operator can say which.
+ALL_CODES_BY_FAULT: dict[str, str] = {
+    c.fault: c.code for c in (*CAUSES, *TOOL_CAUSES.values())
+    if c.fault is not None and c.fault not in GENERIC_FAULTS}
 CHANGEOVER_NOTES: tuple[str, ...] = ("changeover", "new jaws", "first piece ok", "program loaded")
 
 # --------------------------------------------------------------------------------------------

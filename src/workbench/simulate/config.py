@@ -44,6 +44,10 @@ class PlantConfig:
     micro_stop_threshold_s : float
         Stops shorter than this are micro-stops (``idle``, a performance loss, no downtime event);
         longer ones are ``down`` with a downtime event.
+    collector_outages : bool
+        Whether to lay 1–3 collector outages a month (``no_data``) over each machine. Off for the
+        protocol simulators: a PLC keeps running whether or not anyone is reading it, and the
+        live collector's own outages are the ones that matter there.
     workdays : tuple of int
         Scheduled weekdays (0 = Monday); Monday–Friday by default. Weekend days are not scheduled.
     """
@@ -59,6 +63,7 @@ class PlantConfig:
     telemetry: bool = True
     cycle_events: bool = True
     micro_stop_threshold_s: float = 120.0
+    collector_outages: bool = True
     workdays: tuple[int, ...] = WEEKDAYS
 
     def __post_init__(self) -> None:
@@ -132,8 +137,8 @@ def _validate(cfg: PlantConfig) -> None:
         fail(f"site must be a non-empty string, got {cfg.site!r}")
     if not _is_int(cfg.telemetry_interval_s) or not 1 <= cfg.telemetry_interval_s <= 86_400:
         fail(f"telemetry_interval_s must be an integer between 1 and 86400, got {cfg.telemetry_interval_s!r}")
-    if not isinstance(cfg.telemetry, bool) or not isinstance(cfg.cycle_events, bool):
-        fail("telemetry and cycle_events must be booleans")
+    if not all(isinstance(v, bool) for v in (cfg.telemetry, cfg.cycle_events, cfg.collector_outages)):
+        fail("telemetry, cycle_events and collector_outages must be booleans")
     thr = cfg.micro_stop_threshold_s
     if isinstance(thr, bool) or not isinstance(thr, int | float) or not 10.0 <= float(thr) <= 3600.0:
         fail(f"micro_stop_threshold_s must be a number of seconds between 10 and 3600, got {thr!r}")

@@ -168,12 +168,12 @@ def _next_failure(rng: np.random.Generator, cause: Cause, mult: float, *, first:
 def layout_machine(*, layout: MachineLayout, params: MachineParams, n_parts: int,
                    part_ideal_s: np.ndarray, threshold_s: float, days: int,
                    rng: np.random.Generator, micro_rng: np.random.Generator,
-                   nodata_rng: np.random.Generator) -> Timeline:
+                   nodata_rng: np.random.Generator, outages: bool = True) -> Timeline:
     """Lay out one machine's horizon: orders, stops, micro-stops, planned time and outages."""
     busy = Clock.from_pieces(layout.work_start, layout.work_end)
     tl = _macro(busy, params, n_parts, part_ideal_s, threshold_s, rng)
     _micro_and_wall(tl, layout, params, threshold_s, micro_rng)
-    _no_data(tl, layout, params, days, nodata_rng)
+    _no_data(tl, layout, params, days, nodata_rng, outages=outages)
     return tl
 
 
@@ -370,13 +370,13 @@ def _micro_and_wall(tl: Timeline, layout: MachineLayout, params: MachineParams, 
 
 
 def _no_data(tl: Timeline, layout: MachineLayout, params: MachineParams, days: int,
-             rng: np.random.Generator) -> None:
+             rng: np.random.Generator, *, outages: bool = True) -> None:
     """Collector outages of 10–90 min, drawn inside productive windows (planned busy time)."""
     total = tl.busy.total
     months = days / 30.0
     # 1–3 outages a month (at least one in any horizon), Poisson around two.
     n = 0
-    if total:
+    if total and outages:
         n = int(np.clip(rng.poisson(params.no_data_per_30d * months), 1, int(np.ceil(3 * months))))
     if n:
         u = np.sort(rng.integers(0, total, size=n))

@@ -194,7 +194,8 @@ def _simulate_machine(cfg: PlantConfig, catalog: Catalog, cal: Calendar, lots: M
     tl = layout_machine(layout=layout, params=params, n_parts=len(parts),
                         part_ideal_s=catalog.rate_ideal_s[m], days=cfg.days,
                         threshold_s=float(cfg.micro_stop_threshold_s),
-                        rng=rng[S_TIMELINE], micro_rng=rng[S_MICRO], nodata_rng=rng[S_NODATA])
+                        rng=rng[S_TIMELINE], micro_rng=rng[S_MICRO], nodata_rng=rng[S_NODATA],
+                        outages=cfg.collector_outages)
     order_wall_setup = tl.busy.to_host(tl.order_b_setup)
     order_wall_end = tl.busy.to_host(np.minimum(tl.order_b_end, tl.busy.total), at_end=True)
     shifts = draw_process_shifts(rng=rng[S_QUALITY], busy=tl.busy, run_b0=tl.run_b0, run_b1=tl.run_b1,
