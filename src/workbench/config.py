@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # for a holder to let go before saying who it is (see workbench.store.locks).
     lock_timeout_s: float = Field(default=120.0, gt=0, description="seconds to wait for the DuckDB "
                                   "warehouse while another process holds it")
+    # Shop-floor collection (workbench collect).
+    tags_file: Path | None = Field(default=None, description="tag dictionary; default "
+                                   "<home>/pipelines/plant/tags.yaml")
+    spool_path: Path | None = Field(default=None, description="collector spool (SQLite); default "
+                                    "<data_dir>/spool/collector.sqlite")
+    spool_max_mb: float = Field(default=2048.0, gt=0, description="bound of the collector spool, MB")
     # Mail: with no SMTP host, messages are written to <reports>/outbox/*.eml instead of sent.
     smtp_host: str | None = Field(default=None, description="SMTP server; unset: write .eml files")
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -112,6 +118,16 @@ class Settings(BaseSettings):
     def warehouse_path(self) -> Path:
         """The embedded DuckDB warehouse file."""
         return (self.duckdb_path or self.data_path / "warehouse.duckdb").resolve()
+
+    @property
+    def tags_path(self) -> Path:
+        """The tag dictionary of the shop-floor collector."""
+        return (self.tags_file or self.home / "pipelines" / "plant" / "tags.yaml").resolve()
+
+    @property
+    def spool_file(self) -> Path:
+        """The collector's store-and-forward spool."""
+        return (self.spool_path or self.data_path / "spool" / "collector.sqlite").resolve()
 
     @property
     def tz(self) -> ZoneInfo:
