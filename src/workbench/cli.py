@@ -23,6 +23,7 @@ from workbench.cliutil import console, err_console, friendly
 from workbench.errors import WorkbenchError
 from workbench.sampling_cli import app as sampling_app
 from workbench.scheduling import quiet_prefect
+from workbench.sources.cli import collect_command, dlq_app, serve_command, sources_app
 from workbench.spc.cli import app as spc_app
 
 # Nothing of the workbench may call out of the plant's network: Prefect's temporary server would
@@ -35,6 +36,9 @@ db_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sampling_app, name="sampling")
 app.add_typer(spc_app, name="spc")
+app.add_typer(sources_app, name="sources")
+app.add_typer(dlq_app, name="dlq")
+app.command("collect")(friendly(collect_command))
 KERNEL_NAME = "workbench"
 
 
@@ -96,9 +100,15 @@ def demo(
                        telemetry=True, cycle_events=True, title="Demo plant loaded")
 
 
-@app.command()
+simulate_app = typer.Typer(help="Simulate a plant into the warehouse, or serve its PLCs (simulate serve).",
+                           invoke_without_command=True)
+app.add_typer(simulate_app, name="simulate")
+
+
+@simulate_app.callback()
 @friendly
 def simulate(
+    ctx: typer.Context,
     machines: Annotated[int, typer.Option(help="Number of machines.")] = 12,
     lines: Annotated[int, typer.Option(help="Number of production lines.")] = 3,
     days: Annotated[int, typer.Option(help="Days to simulate.")] = 30,
@@ -109,8 +119,13 @@ def simulate(
         help="One production event per cycle (else one count event per machine-minute).")] = True,
 ) -> None:
     """Simulate a plant of any size into the configured warehouse (with its ground truth)."""
+    if ctx.invoked_subcommand is not None:
+        return
     _simulate_and_load(machines=machines, lines=lines, days=days, start=start, seed=seed,
                        telemetry=telemetry, cycle_events=cycle_events, title="Simulated plant loaded")
+
+
+simulate_app.command("serve")(friendly(serve_command))
 
 
 # -- db --------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from workbench.errors import ConfigError, SourceError
 from workbench.sources.base import Batch, Gap, Reading, Rejected, now_ms
@@ -441,7 +441,9 @@ class ModbusConnector:
         try:
             return await self._guard(read(block.start, count=block.count, device_id=self.source.unit_id),
                                      f"no response to reading {block.location}")
-        except ModbusException as exc:  # connection lost, garbled frame, …
+        except ConnectionException:  # the device closed the connection since the last request
+            raise _NotAnsweringError(f"connection lost reading {block.location}") from None
+        except ModbusException as exc:  # garbled frame, …: resynchronise on a new connection
             raise _NotAnsweringError(f"{type(exc).__name__} reading {block.location}: {exc}") from None
 
     async def _guard(self, aw: Awaitable[T], what: str) -> T:

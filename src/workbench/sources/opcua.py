@@ -60,6 +60,8 @@ FLUSH_READINGS = 5000
 #: so a burst of changes (a counter stepping several times within one publishing interval, a server
 #: catching up) reaches the collector instead of being collapsed to the last value.
 QUEUE_SIZE = 10
+#: Session timeout requested from the server (ms): the session outlives a short network glitch.
+SESSION_TIMEOUT_MS = 120_000
 #: Items per CreateMonitoredItems / Read request: servers cap operations per call (often at 1000+).
 _CALL_CHUNK = 1000
 #: Status codes that mean the node itself is wrong (rejected once), not that its value is bad.
@@ -305,6 +307,9 @@ class OpcUaConnector:
         """Connect a new client (a fresh one per session: nothing stale carries over)."""
         timeout = float(self.source.timeout_s)
         client = Client(self.source.url, timeout=timeout)
+        # Servers cap the session timeout (asyncua's at 10 min) and asyncua warns when its 1 h
+        # default is revised; a short one also frees a dead session's resources on the server soon.
+        client.session_timeout = SESSION_TIMEOUT_MS
         lost = asyncio.Event()
 
         async def on_lost(exc: Exception) -> None:

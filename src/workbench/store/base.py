@@ -222,6 +222,23 @@ class Warehouse(abc.ABC):
         written = self._write_arrow(tbl, arrow)
         return WriteResult(table, arrow.num_rows, written, arrow.num_rows - written)
 
+    #: How the engine's driver marks a bound parameter.
+    placeholder = "?"
+
+    def delete_keys(self, table: str, column: str, values: Sequence[Any]) -> None:
+        """Delete the rows of a canonical table whose ``column`` is one of ``values``.
+
+        For operational tables (e.g. dead letters replayed successfully); table and column are
+        checked against the schema, values are bound parameters.
+        """
+        tbl = schema.table(table)
+        tbl.column(column)
+        values = list(values)
+        for i in range(0, len(values), 500):
+            chunk = values[i:i + 500]
+            marks = ", ".join([self.placeholder] * len(chunk))
+            self.query(f'DELETE FROM {tbl.name} WHERE "{column}" IN ({marks})', chunk)
+
     @abc.abstractmethod
     def _write_arrow(self, tbl: schema.Table, arrow: pa.Table) -> int:
         """Write a prepared Arrow table; return rows inserted or changed."""

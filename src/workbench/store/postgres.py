@@ -69,6 +69,8 @@ class PostgresWarehouse(Warehouse):
 
     engine = "postgres"
 
+    placeholder = "%s"
+
     def __init__(self, url: str, *, timescale: str = "auto") -> None:
         if timescale not in ("auto", "on", "off"):
             raise ConfigError(f"timescale must be auto, on or off, not {timescale!r}")

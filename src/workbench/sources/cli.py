@@ -1,0 +1,235 @@
+"""``workbench collect``, ``workbench sources …``, ``workbench dlq …`` and ``workbench simulate serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from workbench import config as wb_config
+from workbench.cliutil import console, friendly
+from workbench.errors import ConfigError
+
+sources_app = typer.Typer(help="Shop-floor sources: browse a server, show the health of every source.",
+                          no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: what ingest rejected, and replaying it once the cause is fixed.",
+                      no_args_is_help=True)
+log = logging.getLogger("workbench.collect")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("asyncua", "pymodbus"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _warehouse_opener(settings: wb_config.Settings):  # noqa: ANN202 - returns (opener, keep_open)
+    from workbench.store import DuckDBWarehouse, PostgresWarehouse
+
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        return (lambda: PostgresWarehouse(url, timescale=settings.timescale)), True
+    path, timeout = settings.warehouse_path, settings.lock_timeout_s
+    # Short waits: the spool holds the data meanwhile, so a collector never queues behind a report.
+    return (lambda: DuckDBWarehouse(path, lock_timeout_s=min(timeout, 10.0))), False
+
+
+def collect_command(
+    tags: Annotated[Path | None, typer.Option("--tags", "--config", help="Tag dictionary (default "
+                                              "WORKBENCH_TAGS_FILE or pipelines/plant/tags.yaml).")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only this source (repeatable).")] = None,
+    spool: Annotated[Path | None, typer.Option(help="Spool file (default data/spool/collector.sqlite).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Collect PLC data into the warehouse until stopped (SIGTERM / Ctrl-C stop it cleanly)."""
+    from workbench.sources.collector import Collector, reason_code_map, spool_for
+    from workbench.sources.tags import load_tags
+
+    settings = wb_config.settings()
+    _logging(verbose)
+    dictionary = load_tags(tags or settings.tags_path)
+    opener, keep_open = _warehouse_opener(settings)
+    with opener() as wh:
+        wh.init_schema()
+        reasons = reason_code_map(wh)
+    sp = spool_for(spool or settings.spool_file, max_mb=settings.spool_max_mb)
+    collector = Collector(dictionary, spool=sp, open_warehouse=opener, keep_open=keep_open,
+                          reason_codes=reasons, sources=source)
+    log.info("collecting %d source(s) from %s into %s; spool %s", len(collector.sources), dictionary.path,
+             "PostgreSQL" if keep_open else settings.warehouse_path, sp.path)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await collector.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        sp.close()
+
+
+@sources_app.command("browse")
+@friendly
+def browse(
+    url: Annotated[str, typer.Argument(help="opc.tcp://host:port/path of an OPC UA server.")],
+    name: Annotated[str, typer.Option(help="Source name to write.")] = "opcua",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the YAML here.")] = None,
+) -> None:
+    """List an OPC UA server's variables as a starting tag dictionary (YAML)."""
+    from workbench.sources.opcua import browse as do_browse
+    from workbench.sources.opcua import browse_yaml
+
+    if not url.startswith("opc.tcp://"):
+        raise ConfigError(f"an OPC UA url starts with opc.tcp://, got {url!r}")
+    variables = asyncio.run(do_browse(url))
+    text = browse_yaml(variables, source_name=name, url=url)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"{len(variables)} variables written to {output}: fill in machine ids, units and kinds.")
+    else:
+        typer.echo(text, nl=False)
+
+
+@sources_app.command("status")
+@friendly
+def status(
+    tags: Annotated[Path | None, typer.Option("--tags", help="Tag dictionary.")] = None,
+    stale_min: Annotated[float, typer.Option(help="A source silent this long is stale.")] = 15.0,
+) -> None:
+    """Every configured source: newest data stored, its lag, last heartbeat, dead letters today."""
+    rows = source_health(tags=tags, stale_min=stale_min)
+    table = Table(title="Sources", title_justify="left")
+    for col in ("source", "protocol", "newest data", "lag", "heartbeat", "dead letters 24 h", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[k]) for k in ("source", "protocol", "newest", "lag", "heartbeat", "dead_24h",
+                                             "status")))
+    console.print(table)
+
+
+def source_health(*, tags: Path | None = None, stale_min: float = 15.0) -> list[dict]:
+    """Health of every source of the tag dictionary, from ``ingest_watermarks`` and ``dead_letters``."""
+    import datetime as dt
+
+    from workbench.sources.tags import load_tags
+    from workbench.store import open_reader
+
+    settings = wb_config.settings()
+    dictionary = load_tags(tags or settings.tags_path)
+    now = dt.datetime.now(dt.UTC)
+    with open_reader(settings).held() as wh:
+        marks = wh.read("ingest_watermarks")
+        dead = wh.query("SELECT source, count(*) AS n FROM dead_letters WHERE received_at >= ? GROUP BY source",
+                        [now - dt.timedelta(days=1)])
+    dead_by = dict(zip(dead["source"], dead["n"], strict=True)) if len(dead) else {}
+    out = []
+    for name, src in dictionary.sources.items():
+        m = marks[(marks["source"] == name) & (marks["stream"] == "collector")]
+        if m.empty:
+            out.append({"source": name, "protocol": src.protocol, "newest": "never", "lag": "-",
+                        "heartbeat": "never", "dead_24h": int(dead_by.get(name, 0)), "status": "NO DATA"})
+            continue
+        newest, beat = m["watermark"].iloc[0].to_pydatetime(), m["updated_at"].iloc[0].to_pydatetime()
+        silent = (now - beat).total_seconds() / 60
+        out.append({"source": name, "protocol": src.protocol, "newest": f"{newest:%Y-%m-%d %H:%M:%S}Z",
+                    "lag": f"{(now - newest).total_seconds():.0f} s", "heartbeat": f"{silent:.1f} min ago",
+                    "dead_24h": int(dead_by.get(name, 0)),
+                    "status": "STALE" if silent > stale_min else "ok"})
+    return out
+
+
+@dlq_app.command("list")
+@friendly
+def dlq_list(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest rows shown.")] = 20,
+) -> None:
+    """Dead letters by source and rule, and the newest ones with their reason and payload."""
+    from workbench.store import open_reader
+
+    where, params = ("WHERE source = ?", [source]) if source else ("", [])
+    with open_reader().held() as wh:
+        by_rule = wh.query(f"SELECT source, split_part(reason, ':', 1) AS rule, count(*) AS n, "
+                           f"max(received_at) AS newest FROM dead_letters {where} GROUP BY 1, 2 ORDER BY 3 DESC",
+                           params)
+        newest = wh.query(f"SELECT received_at, source, location, reason, payload FROM dead_letters {where} "
+                          f"ORDER BY received_at DESC LIMIT {int(limit)}", params)
+    if by_rule.empty:
+        console.print("No dead letters.")
+        return
+    t = Table(title="Dead letters by rule", title_justify="left")
+    for col in ("source", "rule", "rows", "newest"):
+        t.add_column(col)
+    for r in by_rule.itertuples():
+        t.add_row(r.source, r.rule, f"{r.n:,}", str(r.newest))
+    console.print(t)
+    t = Table(title=f"Newest {len(newest)}", title_justify="left")
+    for col in ("received", "source", "where", "reason", "payload"):
+        t.add_column(col, overflow="fold")
+    for r in newest.itertuples():
+        t.add_row(str(r.received_at), r.source, str(r.location), r.reason, str(r.payload)[:120])
+    console.print(t)
+
+
+@dlq_app.command("replay")
+@friendly
+def dlq_replay(
+    tags: Annotated[Path | None, typer.Option("--tags", help="Tag dictionary (the fixed one).")] = None,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only this rule, e.g. unknown_tag.")] = None,
+) -> None:
+    """Run dead-lettered readings through ingest again (after fixing the tag dictionary).
+
+    What passes now is written and its dead letter removed, in one transaction; a second replay
+    finds nothing to do. What is still rejected stays, with its original reason.
+    """
+    from workbench.sources.replay import replay_dead_letters
+    from workbench.sources.tags import load_tags
+    from workbench.store import open_warehouse
+
+    settings = wb_config.settings()
+    dictionary = load_tags(tags or settings.tags_path)
+    with open_warehouse(settings) as wh:
+        result = replay_dead_letters(wh, dictionary, source=source, rule=rule)
+    console.print(f"Replayed {result.replayed:,} dead letter(s): {result.written:,} row(s) written, "
+                  f"{result.still_rejected:,} still rejected, {result.not_replayable:,} not replayable "
+                  f"(whole messages that were not readable JSON).")
+
+
+def serve_command(
+    mqtt: Annotated[bool, typer.Option("--mqtt", help="Publish as KEPServerEX over MQTT.")] = False,
+    opcua: Annotated[bool, typer.Option("--opcua", help="Serve an OPC UA server.")] = False,
+    modbus: Annotated[bool, typer.Option("--modbus", help="Serve a Modbus TCP server.")] = False,
+    machines: Annotated[int, typer.Option(help="Machines, split over the protocols chosen.")] = 12,
+    hours: Annotated[float, typer.Option(help="Plant hours to play (they end now).")] = 8.0,
+    speed: Annotated[float, typer.Option(help="Plant seconds per wall second.")] = 60.0,
+    scan_s: Annotated[float, typer.Option(help="PLC scan interval, plant seconds.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the plant.")] = 7,
+    mqtt_url: Annotated[str, typer.Option(help="Broker.")] = "mqtt://127.0.0.1:1883",
+    opcua_port: Annotated[int, typer.Option(help="OPC UA port (127.0.0.1).")] = 4840,
+    modbus_port: Annotated[int, typer.Option(help="Modbus TCP port (127.0.0.1).")] = 5020,
+    tags_out: Annotated[Path | None, typer.Option(help="Write the matching tag dictionary here.")] = None,
+    truth_out: Annotated[Path | None, typer.Option(help="Write the expected counts per machine-hour (CSV).")
+                         ] = None,
+) -> None:
+    """Serve the simulated plant's PLCs over OPC UA, Modbus TCP and KEPServerEX MQTT (127.0.0.1 only)."""
+    from workbench.simulate.serve import serve_plant
+
+    if not (mqtt or opcua or modbus):
+        mqtt = opcua = modbus = True
+    _logging(False)
+    serve_plant(mqtt=mqtt, opcua=opcua, modbus=modbus, machines=machines, hours=hours, speed=speed,
+                scan_s=scan_s, seed=seed, mqtt_url=mqtt_url, opcua_port=opcua_port, modbus_port=modbus_port,
+                tags_out=tags_out, truth_out=truth_out, settings=wb_config.settings())
+
+
+__all__ = ["collect_command", "dlq_app", "serve_command", "source_health", "sources_app"]

@@ -1,0 +1,389 @@
+"""The live path end to end: KEPServerEX-format MQTT → Mosquitto → collector → warehouse.
+
+Real Mosquitto (127.0.0.1:1883), real PostgreSQL, real DuckDB; the publisher's PLC image is the
+simulator's ground truth. Every fault test ends with the stored counts equal to the image's
+(0 lost) and the stored telemetry rows equal to the values published (0 lost, 0 duplicated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.sources.collect_support import (
+    collector_log,
+    compare_counts,
+    expected_telemetry_rows,
+    start_collector,
+    stop_collector,
+    wait_for,
+)
+from workbench.simulate import PlantConfig, simulate_plant
+from workbench.simulate.kepware import KepwarePublisher
+from workbench.simulate.plc import PlcImage, tag_dictionary_yaml
+from workbench.sources.collector import Collector
+from workbench.sources.spool import Spool
+from workbench.sources.tags import load_tags
+from workbench.store import DuckDBWarehouse, PostgresWarehouse
+
+pytestmark = pytest.mark.slow
+BROKER = "mqtt://127.0.0.1:1883"
+
+
+@pytest.fixture(scope="module")
+def plant():
+    return simulate_plant(PlantConfig(seed=5, n_machines=4, n_lines=2, days=2, start=dt.date(2026, 11, 16),
+                                      collector_outages=False, telemetry_interval_s=10))
+
+
+@pytest.fixture(scope="module")
+def image8(plant):
+    """Eight plant hours from 06:00 plant time (CST = UTC-6): one A shift and two hours of B."""
+    import pandas as pd
+
+    return PlcImage.from_plant(plant, scan_s=10, start=pd.Timestamp("2026-11-16 12:00", tz="UTC"), hours=8)
+
+
+@pytest.fixture(scope="module")
+def image2(plant):
+    import pandas as pd
+
+    return PlcImage.from_plant(plant, scan_s=10, start=pd.Timestamp("2026-11-16 14:00", tz="UTC"), hours=2)
+
+
+def _tags(tmp: Path, image: PlcImage, prefix: str) -> Path:
+    path = tmp / "tags.yaml"
+    path.write_text(tag_dictionary_yaml(mqtt=list(image.machines), topic=f"{prefix}/#",
+                                        client_id=f"{prefix}-collector"))
+    return path
+
+
+def _prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def _publish_all(pub: KepwarePublisher, *, timeout: float = 300) -> None:
+    wait_for(lambda: pub.finished, timeout=timeout, what="the publisher to finish")
+    assert pub.wait_delivered(60), "the broker did not acknowledge every published message"
+
+
+# -- reconciliation ---------------------------------------------------------------------------------
+
+def _run_in_process(image: PlcImage, tmp: Path, opener, *, speed: float) -> Collector:  # noqa: ANN001
+    prefix = _prefix()
+    tags = load_tags(_tags(tmp, image, prefix))
+    spool = Spool(tmp / "spool.sqlite")
+    collector = Collector(tags, spool=spool, open_warehouse=opener, health_s=2.0)
+    pub = KepwarePublisher(image, url=BROKER, prefix=prefix, speed=speed, client_id=f"{prefix}-pub")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        await asyncio.sleep(1.0)
+        pub.start()
+        await asyncio.to_thread(_publish_all, pub)
+        target = expected_telemetry_rows(image, list(image.machines))
+        for _ in range(120):
+            if collector.stats["readings"] + collector.stats["flagged"] >= target * 1.1 - 1:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)
+        stop.set()
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        pub.stop()
+        spool.close()
+    return collector
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_eight_hours_reconcile_with_the_ground_truth(engine, image8, tmp_path, request):
+    if engine == "duckdb":
+        path = tmp_path / "wh.duckdb"
+        DuckDBWarehouse(path).init_schema()
+
+        def opener():
+            return DuckDBWarehouse(path)
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+        PostgresWarehouse(url, timescale="off").init_schema()
+
+        def opener():
+            return PostgresWarehouse(url, timescale="off")
+
+    collector = _run_in_process(image8, tmp_path, opener, speed=1440)
+    machines = list(image8.machines)
+    with opener() as wh:
+        production = wh.read("production_events")
+        telemetry = wh.count("machine_telemetry")
+        states = wh.read("machine_states")
+        dead = wh.count("dead_letters")
+    # Good and reject counts per machine-hour, exactly, through the injected rollovers and resets.
+    kinds = set(image8.counter_events["kind"])
+    assert kinds == {"rollover", "reset"}, kinds
+    assert collector.stats["counter_rollovers"] >= 1 and collector.stats["counter_resets"] >= 1
+    assert compare_counts(image8, production, machines).empty
+    assert telemetry == expected_telemetry_rows(image8, machines)
+    assert dead == 0
+    # State intervals match the simulator's within one scan (10 s).
+    truth = _truth_states(image8)
+    for m in machines:
+        got = states[states["machine_id"] == m].sort_values("time_start")
+        exp = truth[truth["machine_id"] == m]
+        assert list(got["state"]) == list(exp["state"][:len(got)])
+        offsets = (got["time_start"].to_numpy()[1:] - exp["time_start"].to_numpy()[1:len(got)])
+        assert (abs(offsets.astype("timedelta64[ms]").astype(int)) <= image8.scan_ms).all()
+
+
+def _truth_states(image: PlcImage):
+    """State changes as the scans show them (the image), as intervals: the reference for states."""
+    import pandas as pd
+
+    from workbench.simulate.plc import STATE_CODES
+
+    names = {v: k for k, v in STATE_CODES.items()}
+    rows = []
+    for m, img in image.machines.items():
+        change = [0] + [k for k in range(1, len(image.times)) if img.state[k] != img.state[k - 1]]
+        for a, b in zip(change, [*change[1:], None], strict=True):
+            if b is not None:
+                rows.append((m, pd.Timestamp(int(image.times[a]), unit="ms", tz="UTC"), names[int(img.state[a])]))
+    return pd.DataFrame(rows, columns=["machine_id", "time_start", "state"])
+
+
+# -- faults, with the collector as its own process ------------------------------------------------
+
+@pytest.fixture
+def pg_role_url(pg_url):
+    """A schema owned by its own login role, so a test can lock the collector out of PostgreSQL."""
+    role = f"wb_coll_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(pg_url)
+    netloc = f"{role}@{parts.hostname}:{parts.port or 5432}"
+    url = urlunsplit((parts.scheme, netloc, parts.path, f"options={quote(f'-csearch_path={role}')}", ""))
+    yield url, role
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE {role} LOGIN")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        conn.execute(f"DROP SCHEMA {role} CASCADE")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def _fault_run(image: PlcImage, tmp: Path, url: str, fault, *, speed: float = 240):  # noqa: ANN001
+    """Publish ``image`` while the collector (a process) runs; ``fault(proc, pub)`` mid-stream."""
+    prefix = _prefix()
+    tags = _tags(tmp, image, prefix)
+    env = {"WORKBENCH_DATABASE_URL": url}
+    proc = start_collector(tmp, tags, env)
+    pub = KepwarePublisher(image, url=BROKER, prefix=prefix, speed=speed, client_id=f"{prefix}-pub")
+    try:
+        wait_for(lambda: "MQTT connected" in collector_log(tmp), timeout=60, what="the collector to connect")
+        pub.start()
+        proc = fault(proc, pub, tags, env) or proc
+        _publish_all(pub)
+        machines = list(image.machines)
+        target = expected_telemetry_rows(image, machines)
+
+        def stored() -> bool:
+            with PostgresWarehouse(url, timescale="off") as wh:
+                return wh.count("machine_telemetry") >= target
+        wait_for(stored, timeout=180, step=1.0, what=f"{target} telemetry rows")
+        assert stop_collector(proc) == 0, collector_log(tmp)[-3000:]
+    finally:
+        pub.stop()
+        if proc.poll() is None:
+            proc.kill()
+    with PostgresWarehouse(url, timescale="off") as wh:
+        production = wh.read("production_events")
+        telemetry = wh.query("SELECT count(*) AS n, count(DISTINCT (machine_id, metric, time)) AS d "
+                             "FROM machine_telemetry")
+    assert int(telemetry["n"][0]) == int(telemetry["d"][0]) == target, "values lost or duplicated"
+    assert compare_counts(image, production, machines).empty, "counts differ from the ground truth"
+    return collector_log(tmp)
+
+
+def test_collector_killed_mid_batch_loses_and_duplicates_nothing(image2, tmp_path, pg_role_url):
+    url, _ = pg_role_url
+
+    def kill(proc, pub, tags, env):  # noqa: ANN001, ANN202
+        wait_for(lambda: pub.next_scan > len(image2.times) // 3, timeout=60, what="a third of the image")
+        proc.kill()  # SIGKILL: no clean stop, whatever it was doing
+        proc.wait()
+        time.sleep(2.0)  # the broker keeps publishing into the persistent session meanwhile
+        return start_collector(tmp_path, tags, env)
+
+    log = _fault_run(image2, tmp_path, url, kill)
+    assert log.count("MQTT connected") >= 2 and "resumed session" in log
+
+
+def test_mosquitto_restarted_mid_stream(image2, tmp_path, pg_role_url):
+    url, _ = pg_role_url
+
+    def restart(proc, pub, tags, env):  # noqa: ANN001, ANN202
+        wait_for(lambda: pub.next_scan > len(image2.times) // 3, timeout=60, what="a third of the image")
+        subprocess.run(["pkill", "-x", "mosquitto"], check=False)
+        wait_for(lambda: subprocess.run(["pgrep", "-x", "mosquitto"], capture_output=True).returncode != 0,
+                 timeout=20, what="Mosquitto to stop")
+        time.sleep(3.0)
+        subprocess.run(["mosquitto", "-d", "-c", "/etc/mosquitto/mosquitto.conf"], check=True)
+
+    try:
+        log = _fault_run(image2, tmp_path, url, restart)
+    finally:
+        if subprocess.run(["pgrep", "-x", "mosquitto"], capture_output=True).returncode != 0:
+            subprocess.run(["mosquitto", "-d", "-c", "/etc/mosquitto/mosquitto.conf"], check=True)
+    assert "MQTT connection to" in log and "lost" in log
+
+
+def test_postgres_unreachable_for_a_while_spools_then_drains_in_order(image2, tmp_path, pg_role_url, pg_url):
+    url, role = pg_role_url
+
+    def lock_out(proc, pub, tags, env):  # noqa: ANN001, ANN202
+        wait_for(lambda: pub.next_scan > len(image2.times) // 4, timeout=60, what="a quarter of the image")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {role} NOLOGIN")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        wait_for(lambda: "warehouse unreachable, spooling" in collector_log(tmp_path), timeout=60,
+                 what="the collector to notice")
+        time.sleep(5.0)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {role} LOGIN")
+
+    log = _fault_run(image2, tmp_path, url, lock_out)
+    assert "warehouse reachable again" in log
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+_item = st.fixed_dictionaries({}, optional={
+    "id": st.one_of(st.text(max_size=30), st.integers(), st.none(), st.sampled_from(["Plant.M01.drive_temp",
+                                                                                      "Plant.M01.good_count"])),
+    "v": st.one_of(st.integers(min_value=-2**70, max_value=2**70), st.floats(allow_nan=True),
+                   st.text(max_size=20), st.booleans(), st.none(), st.lists(st.integers(), max_size=3)),
+    "q": st.one_of(st.booleans(), st.integers(), st.text(max_size=3)),
+    "t": st.one_of(st.integers(min_value=-2**63, max_value=2**63), st.floats(), st.text(max_size=5))})
+
+
+def _hostile():
+    json_doc = st.fixed_dictionaries({"timestamp": st.integers(), "values": st.lists(_item, max_size=5)})
+    text = json_doc.map(lambda d: json.dumps(d, allow_nan=True).encode())
+    return st.one_of(text, text.map(lambda b: b[: max(1, len(b) // 2)]), st.binary(max_size=200),
+                     st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
+                     st.just(b'{"values": 5}'), st.just(b"[]"), st.just(b"null"),
+                     st.just(b'{"values": [' + b"[" * 5000 + b"]" * 5000 + b"]}"))
+
+
+def test_hostile_payloads_are_dead_lettered_and_good_ones_around_them_stored(tmp_path):
+    from workbench.simulate.plc import tag_id
+
+    prefix = _prefix()
+    path = tmp_path / "tags.yaml"
+    path.write_text(tag_dictionary_yaml(mqtt=["M01"], topic=f"{prefix}/#", client_id=f"{prefix}-c"))
+    payloads: list[bytes] = []
+
+    @settings(max_examples=1000, derandomize=True, suppress_health_check=list(HealthCheck), deadline=None,
+              database=None)
+    @given(_hostile())
+    def collect(p: bytes) -> None:
+        payloads.append(p)
+
+    collect()
+    payloads.append(b"x" * (10 * 1024 * 1024))  # 10 MB
+    now = int(time.time() * 1000) - 60_000
+    good = [json.dumps({"timestamp": now + i, "values": [
+        {"id": tag_id("M01", "drive_temp"), "v": 40.0 + i / 100, "q": True, "t": now + i * 10}]}).encode()
+        for i in range(len(payloads))]
+    wh_path = tmp_path / "wh.duckdb"
+    DuckDBWarehouse(wh_path).init_schema()
+    tags = load_tags(path)
+    spool = Spool(tmp_path / "spool.sqlite")
+    collector = Collector(tags, spool=spool, open_warehouse=lambda: DuckDBWarehouse(wh_path))
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-pub", protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", 1883)
+    client.loop_start()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        await asyncio.sleep(1.0)
+        infos = []
+        for bad, ok in zip(payloads, good, strict=True):
+            infos.append(client.publish(f"{prefix}/M01", bad, qos=1))
+            infos.append(client.publish(f"{prefix}/M01", ok, qos=1))
+        for info in infos:
+            await asyncio.to_thread(info.wait_for_publish, 30)
+        for _ in range(120):
+            if collector.stats["batches"] and collector.connectors[tags.sources["kepware"].name].messages >= len(infos):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        spool.close()
+    with DuckDBWarehouse(wh_path) as wh:
+        temps = wh.query("SELECT count(*) AS n FROM machine_telemetry WHERE metric = 'drive_temp' "
+                         "AND value >= 40 AND quality = 'good'")
+        dead = wh.read("dead_letters")
+    assert collector.connectors["kepware"].messages == 2 * len(payloads)
+    # Every good message around the hostile ones is stored …
+    assert int(temps["n"][0]) >= len(good)
+    # … and every hostile message left a dead letter with a reason (or was a valid reading / empty list).
+    assert len(dead) >= len(payloads) * 0.5 and dead["reason"].str.contains(":").all()
+    assert any(r.startswith("too_large") for r in dead["reason"])
+    for rule in ("malformed", "unknown_tag", "wrong_type"):
+        assert dead["reason"].str.startswith(rule).any(), rule
+
+
+# -- dead-letter replay -------------------------------------------------------------------------------
+
+def test_dlq_replay_after_the_tag_dictionary_is_fixed_writes_exactly_once(tmp_path):
+    from workbench.ingest.stream import Normalizer
+    from workbench.sources.base import Batch, Reading
+    from workbench.sources.replay import replay_dead_letters
+
+    full = tmp_path / "full.yaml"
+    full.write_text(tag_dictionary_yaml(mqtt=["M01"]))
+    text = full.read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("\n".join(ln for ln in text.splitlines() if "M01.drive_temp" not in ln) + "\n")
+    now = int(time.time() * 1000) - 60_000
+    readings = [Reading("kepware", "Plant.M01.drive_temp", 40.0 + i, now + 1000 * i, True,
+                        json.dumps({"id": "Plant.M01.drive_temp", "v": 40.0 + i, "q": True, "t": now + 1000 * i}))
+                for i in range(5)]
+    rows = Normalizer(load_tags(broken)).process(Batch(source="kepware", readings=readings))
+    assert len(rows.dead_letters) == 5 and rows.stats["unknown_tag"] == 5
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
+        wh.init_schema()
+        from workbench.ingest.stream import dead_letter_table
+
+        wh.write("dead_letters", dead_letter_table(rows.dead_letters))
+        first = replay_dead_letters(wh, load_tags(full))
+        second = replay_dead_letters(wh, load_tags(full))
+        assert (first.replayed, first.written, first.still_rejected) == (5, 5, 0)
+        assert (second.replayed, second.written) == (0, 0)
+        assert wh.count("dead_letters") == 0 and wh.count("machine_telemetry") == 5
