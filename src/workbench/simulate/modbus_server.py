@@ -24,6 +24,8 @@ Design notes
   connector decodes, so the round trip is exact up to the register's resolution (a value outside
   the type's range saturates, as a PLC's conversion would; NaN becomes 0 in an integer register).
 * Only 127.0.0.1 is served: this is a simulator, not something to expose on a network.
+* The datastore is pymodbus' ``SimDevice`` / ``SimData`` (3.16): ``ModbusDeviceContext`` and
+  ``ModbusServerContext`` are deprecated there and log a warning each time one is built.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 
-# pymodbus logs every connection, request and (with the deprecated datastore) a deprecation notice
-# at INFO/WARNING; a simulator in a test run or a demo should only speak up when something breaks.
+# pymodbus logs its server's start, connections and requests at INFO and DEBUG; a simulator in a
+# test run or a demo should only speak up when something breaks.
 logging.getLogger("pymodbus").setLevel(logging.WARNING)
 
 #: Registers of the layout, built once: metric → Register at its offset in the unit's block.

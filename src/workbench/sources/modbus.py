@@ -341,7 +341,8 @@ class ModbusConnector:
                 last_good_ms = time_ms
                 self._adapt(batch.readings)
                 next_poll = started + self.interval_ms / 1000.0
-                yield batch
+                if batch.readings or batch.rejected or batch.gaps:  # every block failing again: nothing new
+                    yield batch
         except _ClosedError:
             pass
         finally:

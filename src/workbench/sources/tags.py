@@ -41,8 +41,13 @@ KINDS = ("gauge", "counter", "state", "fault", "context")
 PROTOCOLS = ("mqtt", "opcua", "modbus")
 STATES = ("running", "idle", "down", "setup", "planned_stop", "no_data")
 CONTEXT_FIELDS = ("part_number", "work_order", "operator_id")
-REGISTER_TYPES = {"int16": (1, "h"), "uint16": (1, "H"), "int32": (2, "i"), "uint32": (2, "I"),
-                  "float32": (2, "f")}
+REGISTER_TYPES = {
+    "int16": (1, "h"),
+    "uint16": (1, "H"),
+    "int32": (2, "i"),
+    "uint32": (2, "I"),
+    "float32": (2, "f"),
+}
 REGISTER_FUNCTIONS = ("holding", "input")
 DEFAULT_TAGS_FILE = Path("pipelines") / "plant" / "tags.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -82,13 +87,13 @@ class Register:
             w.reverse()
         raw = struct.unpack(">" + code, struct.pack(">" + "H" * n, *w))[0]
         value = raw * self.scale + self.offset
-        return float(value) if self.type == "float32" or self.scale != 1.0 or self.offset else value
+        return float(value) if self.type == "float32" or self.scale != 1.0 or self.offset else raw
 
     def encode(self, value: float) -> list[int]:
         """Registers that hold ``value`` (the inverse of :meth:`decode`; for simulators)."""
         n, code = REGISTER_TYPES[self.type]
         raw = (value - self.offset) / self.scale
-        packed = struct.pack(">" + code, raw if self.type == "float32" else int(round(raw)))
+        packed = struct.pack(">" + code, raw if self.type == "float32" else round(raw))
         w = list(struct.unpack(">" + "H" * n, packed))
         if self.word_order == "little":
             w.reverse()
@@ -190,21 +195,41 @@ def _check_keys(w: _Where, node: Any, allowed: Sequence[str], what: str) -> yaml
     return node
 
 
-def _num(w: _Where, node: yamlconf.LocatedDict, key: str, default: Any, *, positive: bool = False,
-         integer: bool = False) -> Any:
+def _num(
+    w: _Where,
+    node: yamlconf.LocatedDict,
+    key: str,
+    default: Any,
+    *,
+    positive: bool = False,
+    integer: bool = False,
+) -> Any:
     if key not in node or node[key] is None:
         return default
     value = node[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
-        raise w.error(node.line_of(key), f"{key} must be a {'whole ' if integer else ''}number, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
+        raise w.error(
+            node.line_of(key), f"{key} must be a {'whole ' if integer else ''}number, got {value!r}"
+        )
     if not math.isfinite(value) or (positive and value <= 0):
-        raise w.error(node.line_of(key), f"{key} must be a {'positive' if positive else 'finite'} number, "
-                                         f"got {value!r}")
+        raise w.error(
+            node.line_of(key), f"{key} must be a {'positive' if positive else 'finite'} number, got {value!r}"
+        )
     return value
 
 
-def _text(w: _Where, node: yamlconf.LocatedDict, key: str, *, required: bool = False,
-          choices: Sequence[str] | None = None) -> str | None:
+def _text(
+    w: _Where,
+    node: yamlconf.LocatedDict,
+    key: str,
+    *,
+    required: bool = False,
+    choices: Sequence[str] | None = None,
+) -> str | None:
     value = node.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -218,10 +243,38 @@ def _text(w: _Where, node: yamlconf.LocatedDict, key: str, *, required: bool = F
     return text
 
 
-_SOURCE_KEYS = ("protocol", "url", "host", "port", "unit_id", "topic", "client_id", "sampling_ms",
-                "poll_active_ms", "poll_idle_ms", "timeout_s", "subscribe", "clock_register")
-_TAG_KEYS = ("source", "id", "node", "register", "machine_id", "metric", "unit", "kind", "counts", "bits",
-             "max_rate_per_s", "range", "states", "field", "sampling_ms")
+_SOURCE_KEYS = (
+    "protocol",
+    "url",
+    "host",
+    "port",
+    "unit_id",
+    "topic",
+    "client_id",
+    "sampling_ms",
+    "poll_active_ms",
+    "poll_idle_ms",
+    "timeout_s",
+    "subscribe",
+    "clock_register",
+)
+_TAG_KEYS = (
+    "source",
+    "id",
+    "node",
+    "register",
+    "machine_id",
+    "metric",
+    "unit",
+    "kind",
+    "counts",
+    "bits",
+    "max_rate_per_s",
+    "range",
+    "states",
+    "field",
+    "sampling_ms",
+)
 _REGISTER_KEYS = ("function", "address", "type", "word_order", "scale", "offset")
 
 
@@ -242,15 +295,22 @@ def _source(w: _Where, name: str, node: Any) -> Source:
     if not isinstance(subscribe, bool):
         raise w.error(node.line_of("subscribe"), f"subscribe must be true or false, got {subscribe!r}")
     return Source(
-        name=name, protocol=protocol, url=url, host=host,
+        name=name,
+        protocol=protocol,
+        url=url,
+        host=host,
         port=_num(w, node, "port", 502 if protocol == "modbus" else None, positive=True, integer=True),
-        unit_id=_num(w, node, "unit_id", 1, integer=True), topic=_text(w, node, "topic") or "kepware/#",
+        unit_id=_num(w, node, "unit_id", 1, integer=True),
+        topic=_text(w, node, "topic") or "kepware/#",
         client_id=_text(w, node, "client_id"),
         sampling_ms=_num(w, node, "sampling_ms", 1000, positive=True, integer=True),
         poll_active_ms=_num(w, node, "poll_active_ms", 1000, positive=True, integer=True),
         poll_idle_ms=_num(w, node, "poll_idle_ms", 5000, positive=True, integer=True),
-        timeout_s=_num(w, node, "timeout_s", 3.0, positive=True), subscribe=subscribe,
-        clock_register=_num(w, node, "clock_register", None, integer=True), line=node.line)
+        timeout_s=_num(w, node, "timeout_s", 3.0, positive=True),
+        subscribe=subscribe,
+        clock_register=_num(w, node, "clock_register", None, integer=True),
+        line=node.line,
+    )
 
 
 def _register(w: _Where, node: Any) -> Register:
@@ -258,14 +318,22 @@ def _register(w: _Where, node: Any) -> Register:
     function = _text(w, node, "function", choices=REGISTER_FUNCTIONS) or "holding"
     address = _num(w, node, "address", None, integer=True)
     if address is None or not 0 <= address <= 65535:
-        raise w.error(node.line_of("address"), f"register address must be 0–65535, got {node.get('address')!r}")
+        raise w.error(
+            node.line_of("address"), f"register address must be 0–65535, got {node.get('address')!r}"
+        )
     rtype = _text(w, node, "type", required=True, choices=tuple(REGISTER_TYPES))
     order = _text(w, node, "word_order", choices=("big", "little")) or "big"
     scale = _num(w, node, "scale", 1.0)
     if scale == 0:
         raise w.error(node.line_of("scale"), "scale must not be 0")
-    return Register(function=function, address=address, type=rtype, word_order=order, scale=scale,
-                    offset=_num(w, node, "offset", 0.0))
+    return Register(
+        function=function,
+        address=address,
+        type=rtype,
+        word_order=order,
+        scale=scale,
+        offset=_num(w, node, "offset", 0.0),
+    )
 
 
 def _states(w: _Where, node: Any, what: str) -> dict[str, str]:
@@ -274,14 +342,20 @@ def _states(w: _Where, node: Any, what: str) -> dict[str, str]:
     out = {}
     for code, name in node.items():
         if name not in STATES:
-            raise w.error(node.line_of(code), f"state code {code!r} maps to {name!r}; states are "
-                                              f"{', '.join(STATES)}")
+            raise w.error(
+                node.line_of(code), f"state code {code!r} maps to {name!r}; states are {', '.join(STATES)}"
+            )
         out[str(code)] = name
     return out
 
 
-def _tag(w: _Where, node: Any, sources: Mapping[str, Source], default_states: dict[str, str],
-         defaults: dict[str, Any]) -> Tag:
+def _tag(
+    w: _Where,
+    node: Any,
+    sources: Mapping[str, Source],
+    default_states: dict[str, str],
+    defaults: dict[str, Any],
+) -> Tag:
     node = _check_keys(w, node, _TAG_KEYS, "tag")
     src_name = _text(w, node, "source", required=True)
     if src_name not in sources:
@@ -290,7 +364,9 @@ def _tag(w: _Where, node: Any, sources: Mapping[str, Source], default_states: di
     want = {"mqtt": "id", "opcua": "node", "modbus": "register"}[src.protocol]
     for other in ("id", "node", "register"):
         if other != want and other in node:
-            raise w.error(node.line_of(other), f"a {src.protocol} tag is addressed by {want!r}, not {other!r}")
+            raise w.error(
+                node.line_of(other), f"a {src.protocol} tag is addressed by {want!r}, not {other!r}"
+            )
     register = None
     if want == "register":
         if "register" not in node:
@@ -304,7 +380,9 @@ def _tag(w: _Where, node: Any, sources: Mapping[str, Source], default_states: di
     metric = _text(w, node, "metric", required=True)
     for key, value in (("machine_id", machine), ("metric", metric)):
         if not _NAME.match(value):
-            raise w.error(node.line_of(key), f"{key} {value!r} may hold letters, digits, '_', '.' and '-' only")
+            raise w.error(
+                node.line_of(key), f"{key} {value!r} may hold letters, digits, '_', '.' and '-' only"
+            )
     unit = _text(w, node, "unit")
     if kind in ("gauge", "counter") and unit is None:
         raise w.error(node.line, f"{kind} {machine}/{metric} has no unit (e.g. unit: count, bar, degC)")
@@ -321,8 +399,12 @@ def _tag(w: _Where, node: Any, sources: Mapping[str, Source], default_states: di
     low = high = None
     if "range" in node:
         rng = node["range"]
-        if (not isinstance(rng, list) or len(rng) != 2
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng) or rng[0] > rng[1]):
+        if (
+            not isinstance(rng, list)
+            or len(rng) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng)
+            or rng[0] > rng[1]
+        ):
             raise w.error(node.line_of("range"), f"range must be [low, high] numbers, got {rng!r}")
         low, high = float(rng[0]), float(rng[1])
     if kind == "context":
@@ -338,11 +420,24 @@ def _tag(w: _Where, node: Any, sources: Mapping[str, Source], default_states: di
         states = _states(w, node["states"], "states")
     if kind == "state" and not states:
         raise w.error(node.line, f"state tag {machine}/{metric} needs states: (or a top-level states:)")
-    return Tag(source=src_name, address=address, machine_id=machine, metric=metric, kind=kind, unit=unit,
-               counts=counts, bits=bits,
-               max_rate_per_s=_num(w, node, "max_rate_per_s", defaults["max_rate_per_s"], positive=True),
-               low=low, high=high, states=states if kind == "state" else {}, field=fld, register=register,
-               sampling_ms=_num(w, node, "sampling_ms", None, positive=True, integer=True), line=node.line)
+    return Tag(
+        source=src_name,
+        address=address,
+        machine_id=machine,
+        metric=metric,
+        kind=kind,
+        unit=unit,
+        counts=counts,
+        bits=bits,
+        max_rate_per_s=_num(w, node, "max_rate_per_s", defaults["max_rate_per_s"], positive=True),
+        low=low,
+        high=high,
+        states=states if kind == "state" else {},
+        field=fld,
+        register=register,
+        sampling_ms=_num(w, node, "sampling_ms", None, positive=True, integer=True),
+        line=node.line,
+    )
 
 
 _TOP_KEYS = ("version", "sources", "tags", "fault_codes", "states", "defaults")
@@ -363,17 +458,23 @@ def load_tags(path: Path | str) -> TagDictionary:
     doc = yamlconf.load(path)
     doc = _check_keys(w, doc if doc is not None else yamlconf.LocatedDict(), _TOP_KEYS, "the tag dictionary")
     if doc.get("version", 1) != 1:
-        raise w.error(doc.line_of("version"), f"unsupported version {doc['version']!r} (this workbench reads 1)")
+        raise w.error(
+            doc.line_of("version"), f"unsupported version {doc['version']!r} (this workbench reads 1)"
+        )
     defaults = _check_keys(w, doc.get("defaults") or yamlconf.LocatedDict(), _DEFAULT_KEYS, "defaults")
-    settings = {"clock_skew_s": _num(w, defaults, "clock_skew_s", 5.0, positive=True),
-                "max_rate_per_s": _num(w, defaults, "max_rate_per_s", 10.0, positive=True)}
+    settings = {
+        "clock_skew_s": _num(w, defaults, "clock_skew_s", 5.0, positive=True),
+        "max_rate_per_s": _num(w, defaults, "max_rate_per_s", 10.0, positive=True),
+    }
     raw_sources = doc.get("sources")
     if not isinstance(raw_sources, dict) or not raw_sources:
         raise w.error(doc.line_of("sources"), "sources: must name at least one source")
     sources = {}
     for name, node in raw_sources.items():
         if not isinstance(name, str) or not _NAME.match(name):
-            raise w.error(raw_sources.line_of(name), f"source name {name!r} may hold letters, digits, '_', '.', '-'")
+            raise w.error(
+                raw_sources.line_of(name), f"source name {name!r} may hold letters, digits, '_', '.', '-'"
+            )
         sources[name] = _source(w, name, node)
     default_states = _states(w, doc["states"], "states") if "states" in doc else {}
     faults = doc.get("fault_codes") or {}
@@ -389,17 +490,28 @@ def load_tags(path: Path | str) -> TagDictionary:
     for node in raw_tags:
         tag = _tag(w, node, sources, default_states, settings)
         if (tag.source, tag.address) in index:
-            raise w.error(tag.line, f"address {tag.address!r} of source {tag.source!r} is mapped twice "
-                                    f"(first on line {index[(tag.source, tag.address)].line})")
+            raise w.error(
+                tag.line,
+                f"address {tag.address!r} of source {tag.source!r} is mapped twice "
+                f"(first on line {index[(tag.source, tag.address)].line})",
+            )
         if (tag.machine_id, tag.metric) in metric_of:
             first = metric_of[(tag.machine_id, tag.metric)]
-            raise w.error(tag.line, f"{tag.machine_id}/{tag.metric} is mapped twice (first on line {first.line})")
+            raise w.error(
+                tag.line, f"{tag.machine_id}/{tag.metric} is mapped twice (first on line {first.line})"
+            )
         index[(tag.source, tag.address)] = tag
         metric_of[(tag.machine_id, tag.metric)] = tag
         tags.append(tag)
     _check_registers(w, tags)
-    return TagDictionary(path=path, sources=sources, tags=tuple(tags), fault_codes=fault_codes,
-                         clock_skew_s=settings["clock_skew_s"], index=index)
+    return TagDictionary(
+        path=path,
+        sources=sources,
+        tags=tuple(tags),
+        fault_codes=fault_codes,
+        clock_skew_s=settings["clock_skew_s"],
+        index=index,
+    )
 
 
 def _check_registers(w: _Where, tags: list[Tag]) -> None:
@@ -410,6 +522,9 @@ def _check_registers(w: _Where, tags: list[Tag]) -> None:
         for k in range(tag.register.words):
             slot = (tag.source, tag.register.function, tag.register.address + k)
             if slot in used:
-                raise w.error(tag.line, f"register {tag.register.function}:{tag.register.address + k} of "
-                                        f"{tag.source!r} is already used by the tag on line {used[slot].line}")
+                raise w.error(
+                    tag.line,
+                    f"register {tag.register.function}:{tag.register.address + k} of "
+                    f"{tag.source!r} is already used by the tag on line {used[slot].line}",
+                )
             used[slot] = tag
