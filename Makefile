@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := workbench
 
-.PHONY: venv demo test test-fast lint bench lab lock clean
+.PHONY: venv demo test test-fast lint bench lab lock clean plant
 
 venv: $(STAMP)
 
@@ -40,6 +40,14 @@ bench: venv
 
 lab: venv
 	$(BIN)/workbench lab
+
+# Watch data arrive: the simulated plant's PLCs (KEPServerEX MQTT, OPC UA, Modbus) at 60x, and the
+# collector writing into the configured warehouse. Ctrl-C stops both.
+plant: venv
+	$(BIN)/workbench db init
+	$(BIN)/workbench simulate serve --speed 60 --tags-out data/simulated/tags.yaml & sim=$$!; \
+	trap "kill $$sim 2>/dev/null" EXIT INT TERM; sleep 15; \
+	$(BIN)/workbench collect --tags data/simulated/tags.yaml
 
 # Re-resolve the pins on a scratch venv (needs the package registry); review the diff.
 lock:

@@ -49,8 +49,10 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in out.lines:
-            raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: key {key!r} given twice "
-                              f"(first on line {out.lines[key]})")
+            raise ConfigError(
+                f"{loader.name}:{key_node.start_mark.line + 1}: key {key!r} given twice "
+                f"(first on line {out.lines[key]})"
+            )
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = key_node.start_mark.line + 1
     return out

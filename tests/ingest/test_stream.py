@@ -17,7 +17,8 @@ NOW = T0 + 3_600_000
 @pytest.fixture
 def tags(tmp_path):
     path = tmp_path / "tags.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         version: 1
         defaults: {clock_skew_s: 5, max_rate_per_s: 2}
         sources:
@@ -33,25 +34,35 @@ def tags(tmp_path):
           - {source: kep, id: M1.fault, machine_id: M1, metric: fault, kind: fault}
           - {source: kep, id: M1.part, machine_id: M1, metric: part, kind: context, field: part_number}
           - {source: kep, id: M1.temp, machine_id: M1, metric: temp, unit: degC, kind: gauge, range: [-20, 150]}
-        """))
+        """)
+    )
     return load_tags(path)
 
 
 def batch(*items, gaps=()):
-    return Batch(source="kep", readings=[Reading("kep", a, v, T0 + int(s * 1000), q) for a, v, s, q in items],
-                 gaps=list(gaps))
+    return Batch(
+        source="kep",
+        readings=[Reading("kep", a, v, T0 + int(s * 1000), q) for a, v, s, q in items],
+        gaps=list(gaps),
+    )
 
 
 def prod(rows):
     t = rows.tables.get("production_events")
-    return [] if t is None else list(zip(t["good_count"].to_pylist(), t["reject_count"].to_pylist(), strict=True))
+    return (
+        []
+        if t is None
+        else list(zip(t["good_count"].to_pylist(), t["reject_count"].to_pylist(), strict=True))
+    )
 
 
 def test_counter_increments_rollover_and_reset(tags):
     n = Normalizer(tags)
     # baseline 65530; +3 → 65533; rollover to 4: 65536 - 65533 + 4 = 7 increments in 10 s (≤ 2/s × 10 s = 20).
-    rows = n.process(batch(("M1.good", 65530, 0, True), ("M1.good", 65533, 10, True), ("M1.good", 4, 20, True)),
-                     received_ms=NOW)
+    rows = n.process(
+        batch(("M1.good", 65530, 0, True), ("M1.good", 65533, 10, True), ("M1.good", 4, 20, True)),
+        received_ms=NOW,
+    )
     assert prod(rows) == [(3, 0), (7, 0)]
     assert rows.stats["counter_rollovers"] == 1
     # A drop from 500 to 6 in 10 s: a rollover would be 65536 - 500 + 6 = 65042 > 20, so a reset: 6 parts.
@@ -79,7 +90,9 @@ def test_32_bit_counter_rolls_over_at_2_to_the_32(tags):
 
 def test_good_and_reject_at_one_time_share_a_row_and_context_is_attached(tags):
     n = Normalizer(tags)
-    n.process(batch(("M1.good", 10, 0, True), ("M1.rej", 5, 0, True), ("M1.part", "P-7", 0, True)), received_ms=NOW)
+    n.process(
+        batch(("M1.good", 10, 0, True), ("M1.rej", 5, 0, True), ("M1.part", "P-7", 0, True)), received_ms=NOW
+    )
     rows = n.process(batch(("M1.good", 12, 10, True), ("M1.rej", 6, 10, True)), received_ms=NOW)
     t = rows.tables["production_events"]
     assert prod(rows) == [(2, 1)] and t["part_number"].to_pylist() == ["P-7"]
@@ -92,8 +105,10 @@ def test_good_and_reject_at_one_time_share_a_row_and_context_is_attached(tags):
 
 def test_bad_quality_is_kept_flagged_and_not_counted(tags):
     n = Normalizer(tags)
-    rows = n.process(batch(("M1.good", 10, 0, True), ("M1.good", 999, 10, False), ("M1.good", 13, 20, True)),
-                     received_ms=NOW)
+    rows = n.process(
+        batch(("M1.good", 10, 0, True), ("M1.good", 999, 10, False), ("M1.good", 13, 20, True)),
+        received_ms=NOW,
+    )
     assert prod(rows) == [(3, 0)]  # 10 → 13; the flagged 999 is not used
     tel = rows.tables["machine_telemetry"]
     assert tel["quality"].to_pylist() == ["good", "bad", "good"] and tel["value"].to_pylist()[1] == 999.0
@@ -101,34 +116,63 @@ def test_bad_quality_is_kept_flagged_and_not_counted(tags):
 
 def test_states_become_intervals_and_stops_become_downtime_with_mapped_reason(tags):
     n = Normalizer(tags, reason_codes={"MECH-BRG": ("Mechanical Failure", False)})
-    rows = n.process(batch(("M1.state", 1, 0, True), ("M1.state", 1, 10, True), ("M1.state", 3, 60, True),
-                           ("M1.fault", 2110, 70, True), ("M1.fault", 0, 200, True), ("M1.state", 1, 300, True)),
-                     received_ms=NOW)
+    rows = n.process(
+        batch(
+            ("M1.state", 1, 0, True),
+            ("M1.state", 1, 10, True),
+            ("M1.state", 3, 60, True),
+            ("M1.fault", 2110, 70, True),
+            ("M1.fault", 0, 200, True),
+            ("M1.state", 1, 300, True),
+        ),
+        received_ms=NOW,
+    )
     st = rows.tables["machine_states"].to_pylist()
-    assert [(r["state"], (r["time_end"] - r["time_start"]).total_seconds()) for r in st] == \
-        [("running", 60.0), ("down", 240.0)]
+    assert [(r["state"], (r["time_end"] - r["time_start"]).total_seconds()) for r in st] == [
+        ("running", 60.0),
+        ("down", 240.0),
+    ]
     dt = rows.tables["downtime_events"].to_pylist()
     assert len(dt) == 1 and dt[0]["duration_min"] == 4.0
-    assert (dt[0]["fault_code"], dt[0]["reason_code"], dt[0]["reason_category"], dt[0]["planned"]) == \
-        ("2110", "MECH-BRG", "Mechanical Failure", False)
+    assert (dt[0]["fault_code"], dt[0]["reason_code"], dt[0]["reason_category"], dt[0]["planned"]) == (
+        "2110",
+        "MECH-BRG",
+        "Mechanical Failure",
+        False,
+    )
 
 
 def test_a_gap_is_no_data_from_the_last_good_reading_to_the_reconnect(tags):
     n = Normalizer(tags)
     n.process(batch(("M1.state", 1, 0, True)), received_ms=NOW)
-    rows = n.process(batch(("M1.state", 1, 100, True), gaps=[Gap("kep", T0 + 30_000, T0 + 100_000, "lost")]),
-                     received_ms=NOW)
-    st = [(r["state"], (r["time_end"] - r["time_start"]).total_seconds()) for r in rows.tables["machine_states"].to_pylist()]
+    rows = n.process(
+        batch(("M1.state", 1, 100, True), gaps=[Gap("kep", T0 + 30_000, T0 + 100_000, "lost")]),
+        received_ms=NOW,
+    )
+    st = [
+        (r["state"], (r["time_end"] - r["time_start"]).total_seconds())
+        for r in rows.tables["machine_states"].to_pylist()
+    ]
     assert st == [("running", 30.0), ("no_data", 70.0)]
     assert n.state["open_state"]["M1"][:2] == [T0 + 100_000, "running"]
 
 
-@pytest.mark.parametrize(("address", "value", "rule"), [
-    ("M9.unknown", 1, "unknown_tag"), ("M1.temp", "hot", "wrong_type"), ("M1.temp", float("nan"), "not_finite"),
-    ("M1.temp", 151.0, "out_of_range"), ("M1.temp", 1e300, "out_of_range"), ("M1.good", 1.5, "wrong_type"),
-    ("M1.good", -1, "out_of_range"), ("M1.state", 9, "unknown_state"), ("M1.temp", True, "wrong_type"),
-    ("M1.part", ["x"], "wrong_type"), ("M1.temp", None, "wrong_type"),
-])
+@pytest.mark.parametrize(
+    ("address", "value", "rule"),
+    [
+        ("M9.unknown", 1, "unknown_tag"),
+        ("M1.temp", "hot", "wrong_type"),
+        ("M1.temp", float("nan"), "not_finite"),
+        ("M1.temp", 151.0, "out_of_range"),
+        ("M1.temp", 1e300, "out_of_range"),
+        ("M1.good", 1.5, "wrong_type"),
+        ("M1.good", -1, "out_of_range"),
+        ("M1.state", 9, "unknown_state"),
+        ("M1.temp", True, "wrong_type"),
+        ("M1.part", ["x"], "wrong_type"),
+        ("M1.temp", None, "wrong_type"),
+    ],
+)
 def test_data_quality_rules_dead_letter_with_the_rule(tags, address, value, rule):
     n = Normalizer(tags)
     rows = n.process(batch((address, value, 0, True), ("M1.temp", 20.0, 0, True)), received_ms=NOW)
@@ -144,8 +188,13 @@ def test_timestamps_in_the_future_or_behind_the_watermark_are_dead_letters(tags)
     assert rows.stats["future_timestamp"] == 1
     n.process(batch(("M1.temp", 20.0, 10, True)), received_ms=NOW)
     rows = n.process(batch(("M1.temp", 21.0, 5, True)), received_ms=NOW)
-    assert rows.stats["late"] == 1 and "older than this tag's watermark by 5.000 s" in rows.dead_letters[0]["reason"]
-    rows = n.process(Batch(source="kep", readings=[Reading("kep", "M1.temp", 1.0, 12, True)]), received_ms=NOW)
+    assert (
+        rows.stats["late"] == 1
+        and "older than this tag's watermark by 5.000 s" in rows.dead_letters[0]["reason"]
+    )
+    rows = n.process(
+        Batch(source="kep", readings=[Reading("kep", "M1.temp", 1.0, 12, True)]), received_ms=NOW
+    )
     assert rows.stats["bad_timestamp"] == 1
 
 
@@ -153,7 +202,10 @@ def test_state_survives_a_round_trip_through_json(tags):
     import json
 
     n = Normalizer(tags)
-    n.process(batch(("M1.good", 100, 0, True), ("M1.state", 1, 0, True), ("M1.part", "P-1", 0, True)), received_ms=NOW)
+    n.process(
+        batch(("M1.good", 100, 0, True), ("M1.state", 1, 0, True), ("M1.part", "P-1", 0, True)),
+        received_ms=NOW,
+    )
     again = Normalizer(tags, state=json.loads(json.dumps(n.state)))
     rows = again.process(batch(("M1.good", 104, 10, True), ("M1.state", 2, 20, True)), received_ms=NOW)
     assert prod(rows) == [(4, 0)] and rows.tables["production_events"]["part_number"].to_pylist() == ["P-1"]
@@ -164,11 +216,25 @@ def test_a_drop_near_the_top_while_stopped_is_a_reset_not_a_rollover(tags):
     # 65533 → 0 could be 3 parts and a rollover (3 ≤ 2/s × 10 s); but the machine was down from before the
     # previous reading to after this one, so it made nothing: a PLC restart reset the counter (0 parts).
     n = Normalizer(tags)
-    rows = n.process(batch(("M1.state", 3, 0, True), ("M1.rej", 65533, 0, True), ("M1.rej", 0, 10, True),
-                           ("M1.state", 3, 10, True)), received_ms=NOW)
+    rows = n.process(
+        batch(
+            ("M1.state", 3, 0, True),
+            ("M1.rej", 65533, 0, True),
+            ("M1.rej", 0, 10, True),
+            ("M1.state", 3, 10, True),
+        ),
+        received_ms=NOW,
+    )
     assert prod(rows) == [] and rows.stats["counter_resets"] == 1 and rows.stats["counter_rollovers"] == 0
     # The same drop while running is a rollover: 3 parts.
     n = Normalizer(tags)
-    rows = n.process(batch(("M1.state", 1, 0, True), ("M1.rej", 65533, 0, True), ("M1.rej", 0, 10, True),
-                           ("M1.state", 3, 10, True)), received_ms=NOW)
+    rows = n.process(
+        batch(
+            ("M1.state", 1, 0, True),
+            ("M1.rej", 65533, 0, True),
+            ("M1.rej", 0, 10, True),
+            ("M1.state", 3, 10, True),
+        ),
+        received_ms=NOW,
+    )
     assert prod(rows) == [(0, 3)] and rows.stats["counter_rollovers"] == 1

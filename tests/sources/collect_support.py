@@ -18,9 +18,22 @@ def start_collector(home: Path, tags: Path, env: dict[str, str]) -> subprocess.P
     """``workbench collect`` as its own process (logs in ``home/collect.log``)."""
     full = {**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_TIMESCALE": "off", **env}
     log = (home / "collect.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "workbench.cli", "collect", "--tags", str(tags),
-                             "--spool", str(home / "spool.sqlite")],
-                            env=full, stdout=log, stderr=subprocess.STDOUT, cwd=home)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "collect",
+            "--tags",
+            str(tags),
+            "--spool",
+            str(home / "spool.sqlite"),
+        ],
+        env=full,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=home,
+    )
 
 
 def stop_collector(proc: subprocess.Popen, *, timeout: float = 60.0) -> int:
@@ -29,7 +42,7 @@ def stop_collector(proc: subprocess.Popen, *, timeout: float = 60.0) -> int:
     return proc.wait(timeout=timeout)
 
 
-def wait_for(predicate, *, timeout: float, step: float = 0.5, what: str = "condition") -> None:  # noqa: ANN001
+def wait_for(predicate, *, timeout: float, step: float = 0.5, what: str = "condition") -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():

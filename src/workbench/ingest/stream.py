@@ -69,12 +69,26 @@ class Rows:
         return sum(t.num_rows for t in self.tables.values())
 
 
-def dead_letter(*, source: str, reason: str, payload: str, location: str | None, received_ms: int,
-                target_table: str | None = None) -> dict[str, Any]:
+def dead_letter(
+    *,
+    source: str,
+    reason: str,
+    payload: str,
+    location: str | None,
+    received_ms: int,
+    target_table: str | None = None,
+) -> dict[str, Any]:
     """A ``dead_letters`` row; its id is a hash of what was rejected, so a replay is a no-op."""
     digest = hashlib.sha1(f"{source}|{location}|{reason}|{payload}".encode("utf-8", "surrogatepass"))
-    return {"dead_letter_id": digest.hexdigest(), "received_at": received_ms, "source": source,
-            "target_table": target_table, "location": location, "reason": reason, "payload": payload}
+    return {
+        "dead_letter_id": digest.hexdigest(),
+        "received_at": received_ms,
+        "source": source,
+        "target_table": target_table,
+        "location": location,
+        "reason": reason,
+        "payload": payload,
+    }
 
 
 def _ts(values: list[int]) -> pa.Array:
@@ -95,13 +109,27 @@ class Normalizer:
         State saved by an earlier run (:attr:`state`), to continue exactly where it stopped.
     """
 
-    def __init__(self, tags: TagDictionary, *, reason_codes: Mapping[str, tuple[str, bool]] | None = None,
-                 state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        tags: TagDictionary,
+        *,
+        reason_codes: Mapping[str, tuple[str, bool]] | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
         self.tags = tags
         self.reason_codes = dict(reason_codes or {})
         self.skew_ms = int(tags.clock_skew_s * 1000)
         self.state: dict[str, Any] = state if state is not None else {}
-        for key in ("last", "counter", "open_state", "fault", "context", "prod_last", "source_last", "ran_until"):
+        for key in (
+            "last",
+            "counter",
+            "open_state",
+            "fault",
+            "context",
+            "prod_last",
+            "source_last",
+            "ran_until",
+        ):
             self.state.setdefault(key, {})
         self._has_state_tag = {t.machine_id for t in tags.tags if t.kind == "state"}
         self._kind_order = {(t.source, t.address): _ORDER[t.kind] for t in tags.tags}
@@ -120,48 +148,97 @@ class Normalizer:
         received = now_ms() if received_ms is None else received_ms
         out = _Out()
         for rej in batch.rejected:
-            out.dead.append(dead_letter(source=rej.source, reason=rej.reason, payload=rej.payload,
-                                        location=rej.location, received_ms=rej.received_ms or received))
+            out.dead.append(
+                dead_letter(
+                    source=rej.source,
+                    reason=rej.reason,
+                    payload=rej.payload,
+                    location=rej.location,
+                    received_ms=rej.received_ms or received,
+                )
+            )
             out.stats["rejected"] += 1
         for gap in batch.gaps:
             self._gap(gap, out)
         kind = self._kind_order
-        for r in sorted(batch.readings, key=lambda r: (r.time_ms if isinstance(r.time_ms, int) else 0,
-                                                       kind.get((r.source, r.address), 5))):
+        for r in sorted(
+            batch.readings,
+            key=lambda r: (
+                r.time_ms if isinstance(r.time_ms, int) else 0,
+                kind.get((r.source, r.address), 5),
+            ),
+        ):
             self._reading(r, received, out)
         self._flush_production(out)
         return out.rows()
 
     # -----------------------------------------------------------------------------------------
-    def _reject(self, out: _Out, r: Reading, reason: str, detail: str, received: int, table: str | None) -> None:
-        payload = r.raw if r.raw is not None else json.dumps(
-            {"id": r.address, "v": _jsonable(r.value), "q": r.good, "t": r.time_ms})
-        out.dead.append(dead_letter(source=r.source, reason=f"{reason}: {detail}", payload=payload,
-                                    location=r.address, received_ms=received, target_table=table))
+    def _reject(
+        self, out: _Out, r: Reading, reason: str, detail: str, received: int, table: str | None
+    ) -> None:
+        payload = (
+            r.raw
+            if r.raw is not None
+            else json.dumps({"id": r.address, "v": _jsonable(r.value), "q": r.good, "t": r.time_ms})
+        )
+        out.dead.append(
+            dead_letter(
+                source=r.source,
+                reason=f"{reason}: {detail}",
+                payload=payload,
+                location=r.address,
+                received_ms=received,
+                target_table=table,
+            )
+        )
         out.stats[reason] += 1
 
     def _reading(self, r: Reading, received: int, out: _Out) -> None:
         tag = self.tags.tag(r.source, r.address)
         if tag is None:
-            self._reject(out, r, "unknown_tag", f"{r.address!r} is not in the tag dictionary of source "
-                                                f"{r.source!r}", received, None)
+            self._reject(
+                out,
+                r,
+                "unknown_tag",
+                f"{r.address!r} is not in the tag dictionary of source {r.source!r}",
+                received,
+                None,
+            )
             return
         table = _TABLE_OF[tag.kind]
         t = r.time_ms
         if not isinstance(t, int) or isinstance(t, bool) or not _MIN_MS <= t < _MAX_MS:
-            self._reject(out, r, "bad_timestamp", f"source time {t!r} is not a time between 2000 and 2100",
-                         received, table)
+            self._reject(
+                out,
+                r,
+                "bad_timestamp",
+                f"source time {t!r} is not a time between 2000 and 2100",
+                received,
+                table,
+            )
             return
         if t > received + self.skew_ms:
-            self._reject(out, r, "future_timestamp", f"source time is {(t - received) / 1000:.1f} s ahead of the "
-                                                     f"collector clock (tolerance {self.skew_ms / 1000:g} s)",
-                         received, table)
+            self._reject(
+                out,
+                r,
+                "future_timestamp",
+                f"source time is {(t - received) / 1000:.1f} s ahead of the "
+                f"collector clock (tolerance {self.skew_ms / 1000:g} s)",
+                received,
+                table,
+            )
             return
         key = f"{tag.source}|{tag.address}"
         last = self.state["last"].get(key)
         if last is not None and t < last:
-            self._reject(out, r, "late", f"source time is older than this tag's watermark by "
-                                         f"{(last - t) / 1000:.3f} s", received, table)
+            self._reject(
+                out,
+                r,
+                "late",
+                f"source time is older than this tag's watermark by {(last - t) / 1000:.3f} s",
+                received,
+                table,
+            )
             return
         value = self._value(tag, r, received, out, table)
         if value is _BAD:
@@ -188,20 +265,28 @@ class Normalizer:
         v = r.value
         if tag.kind == "context":
             if isinstance(v, bool) or not isinstance(v, str | int):
-                self._reject(out, r, "wrong_type", f"a {tag.field} must be text, got {_type(v)}", received, table)
+                self._reject(
+                    out, r, "wrong_type", f"a {tag.field} must be text, got {_type(v)}", received, table
+                )
                 return _BAD
             text = str(v).strip()
             if len(text) > 200:
-                self._reject(out, r, "out_of_range", f"a {tag.field} of {len(text)} characters", received, table)
+                self._reject(
+                    out, r, "out_of_range", f"a {tag.field} of {len(text)} characters", received, table
+                )
                 return _BAD
             return text
         if isinstance(v, bool):
             if tag.kind in ("state", "fault"):
                 return int(v)
-            self._reject(out, r, "wrong_type", f"a {tag.kind} must be a number, got a boolean", received, table)
+            self._reject(
+                out, r, "wrong_type", f"a {tag.kind} must be a number, got a boolean", received, table
+            )
             return _BAD
         if not isinstance(v, int | float):
-            self._reject(out, r, "wrong_type", f"a {tag.kind} must be a number, got {_type(v)}", received, table)
+            self._reject(
+                out, r, "wrong_type", f"a {tag.kind} must be a number, got {_type(v)}", received, table
+            )
             return _BAD
         if isinstance(v, float) and not math.isfinite(v):
             self._reject(out, r, "not_finite", f"{v!r} is not a finite number", received, table)
@@ -211,20 +296,41 @@ class Normalizer:
             return _BAD
         if tag.kind in ("counter", "state", "fault"):
             if v != int(v):
-                self._reject(out, r, "wrong_type", f"a {tag.kind} must be a whole number, got {v!r}", received, table)
+                self._reject(
+                    out, r, "wrong_type", f"a {tag.kind} must be a whole number, got {v!r}", received, table
+                )
                 return _BAD
             v = int(v)
         if tag.kind == "state" and str(v) not in tag.states:
-            self._reject(out, r, "unknown_state", f"state code {v} of {tag.machine_id} is not in states: "
-                                                  f"({', '.join(tag.states)})", received, table)
+            self._reject(
+                out,
+                r,
+                "unknown_state",
+                f"state code {v} of {tag.machine_id} is not in states: ({', '.join(tag.states)})",
+                received,
+                table,
+            )
             return _BAD
         if tag.kind == "counter" and not 0 <= v < tag.modulus:
-            self._reject(out, r, "out_of_range", f"counter value {v} outside 0…{tag.modulus - 1} ({tag.bits}-bit)",
-                         received, table)
+            self._reject(
+                out,
+                r,
+                "out_of_range",
+                f"counter value {v} outside 0…{tag.modulus - 1} ({tag.bits}-bit)",
+                received,
+                table,
+            )
             return _BAD
         if tag.low is not None and not tag.low <= v <= tag.high:
-            self._reject(out, r, "out_of_range", f"{v!r} outside the physical range [{tag.low:g}, {tag.high:g}] "
-                                                 f"of {tag.machine_id}/{tag.metric}", received, table)
+            self._reject(
+                out,
+                r,
+                "out_of_range",
+                f"{v!r} outside the physical range [{tag.low:g}, {tag.high:g}] "
+                f"of {tag.machine_id}/{tag.metric}",
+                received,
+                table,
+            )
             return _BAD
         return v
 
@@ -239,9 +345,15 @@ class Normalizer:
         if v >= v0:
             inc = v - v0
             if inc > max_step:
-                self._reject(out, r, "counter_jump", f"{tag.machine_id}/{tag.metric} rose by {inc} in "
-                             f"{(t - t0) / 1000:g} s, more than max_rate_per_s={tag.max_rate_per_s:g} allows",
-                             received, "production_events")
+                self._reject(
+                    out,
+                    r,
+                    "counter_jump",
+                    f"{tag.machine_id}/{tag.metric} rose by {inc} in "
+                    f"{(t - t0) / 1000:g} s, more than max_rate_per_s={tag.max_rate_per_s:g} allows",
+                    received,
+                    "production_events",
+                )
                 return  # keep the baseline: a glitch must not cost counts
         else:
             wrapped = tag.modulus - v0 + v
@@ -255,9 +367,16 @@ class Normalizer:
                 inc = v  # reset to 0, then v parts
                 out.stats["counter_resets"] += 1
             else:
-                self._reject(out, r, "counter_backwards", f"{tag.machine_id}/{tag.metric} went from {v0} to {v}: "
-                             f"neither a {tag.bits}-bit rollover nor a reset to 0 at max_rate_per_s="
-                             f"{tag.max_rate_per_s:g}", received, "production_events")
+                self._reject(
+                    out,
+                    r,
+                    "counter_backwards",
+                    f"{tag.machine_id}/{tag.metric} went from {v0} to {v}: "
+                    f"neither a {tag.bits}-bit rollover nor a reset to 0 at max_rate_per_s="
+                    f"{tag.max_rate_per_s:g}",
+                    received,
+                    "production_events",
+                )
                 return
         self.state["counter"][key] = [t, v]
         if inc:
@@ -281,8 +400,18 @@ class Normalizer:
             when = max(t, last.get(machine, -1) + 1)
             last[machine] = when
             ctx = self.state["context"].get(machine, {})
-            out.prod_rows.append((when, machine, ctx.get("part_number"), ctx.get("work_order"),
-                                  ctx.get("operator_id"), good, rej, self.source_of[machine]))
+            out.prod_rows.append(
+                (
+                    when,
+                    machine,
+                    ctx.get("part_number"),
+                    ctx.get("work_order"),
+                    ctx.get("operator_id"),
+                    good,
+                    rej,
+                    self.source_of[machine],
+                )
+            )
 
     # -- states and faults -------------------------------------------------------------------------
     def _state(self, tag: Tag, t: int, code: int, out: _Out) -> None:
@@ -342,8 +471,13 @@ class Normalizer:
 
 
 _BAD = object()
-_TABLE_OF = {"gauge": "machine_telemetry", "counter": "production_events", "state": "machine_states",
-             "fault": "downtime_events", "context": "production_events"}
+_TABLE_OF = {
+    "gauge": "machine_telemetry",
+    "counter": "production_events",
+    "state": "machine_states",
+    "fault": "downtime_events",
+    "context": "production_events",
+}
 
 
 def _type(v: Any) -> str:
@@ -388,43 +522,75 @@ class _Out:
     def rows(self) -> Rows:
         tables: dict[str, pa.Table] = {}
         if self.t_time:
-            tables["machine_telemetry"] = pa.table({
-                "time": _ts(self.t_time), "machine_id": self.t_machine, "metric": self.t_metric,
-                "value": pa.array(self.t_value, pa.float64()), "unit": pa.array(self.t_unit, pa.string()),
-                "quality": self.t_quality, "source": self.t_source})
+            tables["machine_telemetry"] = pa.table(
+                {
+                    "time": _ts(self.t_time),
+                    "machine_id": self.t_machine,
+                    "metric": self.t_metric,
+                    "value": pa.array(self.t_value, pa.float64()),
+                    "unit": pa.array(self.t_unit, pa.string()),
+                    "quality": self.t_quality,
+                    "source": self.t_source,
+                }
+            )
         if self.prod_rows:
             cols = list(zip(*self.prod_rows, strict=True))
-            tables["production_events"] = pa.table({
-                "time": _ts(list(cols[0])), "machine_id": list(cols[1]), "event_type": ["count"] * len(cols[0]),
-                "part_number": pa.array(cols[2], pa.string()), "work_order": pa.array(cols[3], pa.string()),
-                "operator_id": pa.array(cols[4], pa.string()), "good_count": pa.array(cols[5], pa.int64()),
-                "reject_count": pa.array(cols[6], pa.int64()), "source": list(cols[7])})
+            tables["production_events"] = pa.table(
+                {
+                    "time": _ts(list(cols[0])),
+                    "machine_id": list(cols[1]),
+                    "event_type": ["count"] * len(cols[0]),
+                    "part_number": pa.array(cols[2], pa.string()),
+                    "work_order": pa.array(cols[3], pa.string()),
+                    "operator_id": pa.array(cols[4], pa.string()),
+                    "good_count": pa.array(cols[5], pa.int64()),
+                    "reject_count": pa.array(cols[6], pa.int64()),
+                    "source": list(cols[7]),
+                }
+            )
         if self.states:
             cols = list(zip(*self.states, strict=True))
-            tables["machine_states"] = pa.table({
-                "machine_id": list(cols[0]), "time_start": _ts(list(cols[1])), "time_end": _ts(list(cols[2])),
-                "state": list(cols[3]), "fault_code": pa.array(cols[4], pa.string()), "source": list(cols[5])})
+            tables["machine_states"] = pa.table(
+                {
+                    "machine_id": list(cols[0]),
+                    "time_start": _ts(list(cols[1])),
+                    "time_end": _ts(list(cols[2])),
+                    "state": list(cols[3]),
+                    "fault_code": pa.array(cols[4], pa.string()),
+                    "source": list(cols[5]),
+                }
+            )
         if self.downtime:
             cols = list(zip(*self.downtime, strict=True))
-            tables["downtime_events"] = pa.table({
-                "machine_id": list(cols[0]), "time_start": _ts(list(cols[1])), "time_end": _ts(list(cols[2])),
-                "duration_min": pa.array(cols[3], pa.float64()), "reason_code": pa.array(cols[4], pa.string()),
-                "reason_category": pa.array(cols[5], pa.string()), "planned": pa.array(cols[6], pa.bool_()),
-                "fault_code": pa.array(cols[7], pa.string()), "source": list(cols[8])})
+            tables["downtime_events"] = pa.table(
+                {
+                    "machine_id": list(cols[0]),
+                    "time_start": _ts(list(cols[1])),
+                    "time_end": _ts(list(cols[2])),
+                    "duration_min": pa.array(cols[3], pa.float64()),
+                    "reason_code": pa.array(cols[4], pa.string()),
+                    "reason_category": pa.array(cols[5], pa.string()),
+                    "planned": pa.array(cols[6], pa.bool_()),
+                    "fault_code": pa.array(cols[7], pa.string()),
+                    "source": list(cols[8]),
+                }
+            )
         return Rows(tables=tables, dead_letters=self.dead, stats=self.stats)
 
 
 def dead_letter_table(rows: list[dict[str, Any]]) -> pa.Table:
     """``dead_letters`` rows as an Arrow table (``received_at`` given in epoch ms)."""
-    return pa.table({
-        "dead_letter_id": [d["dead_letter_id"] for d in rows],
-        "received_at": _ts([int(d["received_at"]) for d in rows]),
-        "source": [d["source"] for d in rows],
-        "target_table": pa.array([d["target_table"] for d in rows], pa.string()),
-        "location": pa.array([d["location"] for d in rows], pa.string()),
-        "reason": [d["reason"] for d in rows],
-        "payload": pa.array([d["payload"] for d in rows], pa.string()),
-    })
+    return pa.table(
+        {
+            "dead_letter_id": [d["dead_letter_id"] for d in rows],
+            "received_at": _ts([int(d["received_at"]) for d in rows]),
+            "source": [d["source"] for d in rows],
+            "target_table": pa.array([d["target_table"] for d in rows], pa.string()),
+            "location": pa.array([d["location"] for d in rows], pa.string()),
+            "reason": [d["reason"] for d in rows],
+            "payload": pa.array([d["payload"] for d in rows], pa.string()),
+        }
+    )
 
 
 __all__ = ["Normalizer", "Rows", "dead_letter", "dead_letter_table"]

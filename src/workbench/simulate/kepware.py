@@ -44,9 +44,17 @@ class KepwarePublisher:
         Where to append the publisher's log (JSON lines).
     """
 
-    def __init__(self, image: PlcImage, *, machines: list[str] | None = None, url: str = "mqtt://127.0.0.1:1883",
-                 prefix: str = "kepware", speed: float = 1.0, log_path: Path | None = None,
-                 client_id: str = "workbench-kepware-sim") -> None:
+    def __init__(
+        self,
+        image: PlcImage,
+        *,
+        machines: list[str] | None = None,
+        url: str = "mqtt://127.0.0.1:1883",
+        prefix: str = "kepware",
+        speed: float = 1.0,
+        log_path: Path | None = None,
+        client_id: str = "workbench-kepware-sim",
+    ) -> None:
         self.image = image
         self.machines = list(machines or image.machines)
         parts = urlsplit(url)
@@ -66,8 +74,10 @@ class KepwarePublisher:
     def message(self, machine_id: str, k: int) -> tuple[str, bytes, list[str]]:
         """Topic, payload and tag ids of one machine's message at scan ``k``."""
         t = int(self.image.times[k])
-        values = [{"id": tag_id(machine_id, metric), "v": v, "q": good, "t": t}
-                  for metric, (v, good) in self.image.values(machine_id, k).items()]
+        values = [
+            {"id": tag_id(machine_id, metric), "v": v, "q": good, "t": t}
+            for metric, (v, good) in self.image.values(machine_id, k).items()
+        ]
         payload = json.dumps({"timestamp": t, "values": values}, separators=(",", ":")).encode()
         return f"{self.prefix}/{machine_id}", payload, [v["id"] for v in values]
 
@@ -104,8 +114,10 @@ class KepwarePublisher:
                 self.published += 1
                 self.values += len(ids)
                 if self._log:
-                    self._log.write(json.dumps({"topic": topic, "t": int(self.image.times[k]), "scan": k,
-                                                "n": len(ids)}) + "\n")
+                    self._log.write(
+                        json.dumps({"topic": topic, "t": int(self.image.times[k]), "scan": k, "n": len(ids)})
+                        + "\n"
+                    )
             if self._log:
                 self._log.flush()
             self.next_scan += 1
@@ -120,7 +132,7 @@ class KepwarePublisher:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             # paho keeps QoS 1 messages until the broker's PUBACK
-            if self._client is not None and not self._client._out_messages:  # noqa: SLF001
+            if self._client is not None and not self._client._out_messages:
                 return True
             time.sleep(0.1)
         return False

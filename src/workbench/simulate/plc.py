@@ -34,8 +34,12 @@ from workbench.simulate.timeline import HOUR
 STATE_CODES: dict[str, int] = {"planned_stop": 0, "running": 1, "idle": 2, "down": 3, "setup": 4}
 GAUGES: tuple[tuple[str, str], ...] = tuple(m for m in METRICS if not m[0].endswith("_count_total"))
 GAUGE_RANGES: dict[str, tuple[float, float]] = {
-    "spindle_load": (0.0, 200.0), "vibration_rms": (0.0, 50.0), "hydraulic_pressure": (0.0, 400.0),
-    "motor_current": (0.0, 200.0), "drive_temp": (-20.0, 150.0)}
+    "spindle_load": (0.0, 200.0),
+    "vibration_rms": (0.0, 50.0),
+    "hydraulic_pressure": (0.0, 400.0),
+    "motor_current": (0.0, 200.0),
+    "drive_temp": (-20.0, 150.0),
+}
 COUNTERS: tuple[str, ...] = ("good_count", "reject_count")
 
 
@@ -68,8 +72,14 @@ class PlcImage:
     cycles: pd.DataFrame  # machine_id, time (ms), good (bool): every simulated cycle
 
     @classmethod
-    def from_plant(cls, plant: SimulatedPlant, *, scan_s: float = 10.0, start: pd.Timestamp | None = None,
-                   hours: float | None = None) -> PlcImage:
+    def from_plant(
+        cls,
+        plant: SimulatedPlant,
+        *,
+        scan_s: float = 10.0,
+        start: pd.Timestamp | None = None,
+        hours: float | None = None,
+    ) -> PlcImage:
         """Build the image of ``plant`` (simulated with ``collector_outages=False``).
 
         Parameters
@@ -83,13 +93,19 @@ class PlcImage:
         """
         cfg = plant.config
         if cfg.collector_outages or not cfg.telemetry or not cfg.cycle_events:
-            raise SimulationError("a PLC image needs a plant simulated with collector_outages=False, "
-                                  "telemetry=True and cycle_events=True")
-        scan_ms = int(round(scan_s * 1000))
+            raise SimulationError(
+                "a PLC image needs a plant simulated with collector_outages=False, "
+                "telemetry=True and cycle_events=True"
+            )
+        scan_ms = round(scan_s * 1000)
         if scan_ms <= 0 or HOUR % scan_ms:
             raise SimulationError(f"scan_s must divide an hour into whole milliseconds, got {scan_s}")
         states = plant.tables["machine_states"]
-        t0 = int(_ms(states["time_start"]).min()) if start is None else int(pd.Timestamp(start).value // 1_000_000)
+        t0 = (
+            int(_ms(states["time_start"]).min())
+            if start is None
+            else int(pd.Timestamp(start).value // 1_000_000)
+        )
         t_end = int(_ms(states["time_end"]).max())
         if hours is not None:
             t_end = min(t_end, t0 + int(hours * HOUR))
@@ -116,11 +132,16 @@ class PlcImage:
             k = np.clip(np.searchsorted(st_start, times, side="right") - 1, 0, None)
             state = st_code[k] if len(st_code) else np.zeros(len(times), np.int64)
             # Resets: the simulator's PLC restarts plus one injected in the machine's first long stop.
-            r = resets[(resets["machine_id"] == mid) & (resets["kind"] == "reset")
-                       & (resets["metric"] == "part_count_total")]
+            r = resets[
+                (resets["machine_id"] == mid)
+                & (resets["kind"] == "reset")
+                & (resets["metric"] == "part_count_total")
+            ]
             reset_times = set(_ms(r["time"]).tolist())
             dt_m = downtime[(downtime["machine_id"] == mid) & (downtime["reason_category"] != "Changeover")]
-            long_stop = dt_m[(dt_m["duration_min"] >= 5) & (dt_m["time_start"] >= pd.Timestamp(first, unit="ms", tz="UTC"))]
+            long_stop = dt_m[
+                (dt_m["duration_min"] >= 5) & (dt_m["time_start"] >= pd.Timestamp(first, unit="ms", tz="UTC"))
+            ]
             if len(long_stop):
                 s0 = int(_ms(long_stop["time_start"].iloc[:1])[0])
                 s1 = int(_ms(long_stop["time_end"].iloc[:1])[0])
@@ -136,10 +157,17 @@ class PlcImage:
             rej_val, rej_ev = counter_values(c_time[~good_mask], reset_arr, r_off, times)
             for metric, ev in (("good_count", good_ev), ("reject_count", rej_ev)):
                 keep = (ev.time >= first) & (ev.time < t_end)
-                events_out.append(pd.DataFrame({
-                    "machine_id": mid, "metric": metric, "time_ms": ev.time[keep],
-                    "kind": np.where(ev.kind[keep] == 0, "rollover", "reset"),
-                    "value_before": ev.value_before[keep]}))
+                events_out.append(
+                    pd.DataFrame(
+                        {
+                            "machine_id": mid,
+                            "metric": metric,
+                            "time_ms": ev.time[keep],
+                            "kind": np.where(ev.kind[keep] == 0, "rollover", "reset"),
+                            "value_before": ev.value_before[keep],
+                        }
+                    )
+                )
             cyc_out.append(pd.DataFrame({"machine_id": mid, "time_ms": c_time, "good": good_mask}))
             # Active fault: a downtime event's fault code while it lasts.
             fault = np.zeros(len(times), np.int64)
@@ -157,13 +185,29 @@ class PlcImage:
                 g_time = _ms(g["time"])
                 gk = np.clip(np.searchsorted(g_time, times, side="right") - 1, 0, None)
                 gauges[metric] = np.round(g["value"].to_numpy()[gk], 4) if len(g) else np.zeros(len(times))
-                gauge_good[metric] = (g["quality"].to_numpy()[gk] == "good") if len(g) else np.ones(len(times), bool)
-            machines[mid] = MachineImage(machine_id=mid, good_count=good_val, reject_count=rej_val, state=state,
-                                         fault_code=fault, part_number=np.asarray(part, dtype=object),
-                                         gauges=gauges, gauge_good=gauge_good)
-        counter_events = pd.concat(events_out, ignore_index=True).sort_values(["machine_id", "metric", "time_ms"])
-        return cls(scan_ms=scan_ms, times=times, machines=machines, counter_events=counter_events.reset_index(drop=True),
-                   cycles=pd.concat(cyc_out, ignore_index=True))
+                gauge_good[metric] = (
+                    (g["quality"].to_numpy()[gk] == "good") if len(g) else np.ones(len(times), bool)
+                )
+            machines[mid] = MachineImage(
+                machine_id=mid,
+                good_count=good_val,
+                reject_count=rej_val,
+                state=state,
+                fault_code=fault,
+                part_number=np.asarray(part, dtype=object),
+                gauges=gauges,
+                gauge_good=gauge_good,
+            )
+        counter_events = pd.concat(events_out, ignore_index=True).sort_values(
+            ["machine_id", "metric", "time_ms"]
+        )
+        return cls(
+            scan_ms=scan_ms,
+            times=times,
+            machines=machines,
+            counter_events=counter_events.reset_index(drop=True),
+            cycles=pd.concat(cyc_out, ignore_index=True),
+        )
 
     @property
     def start_ms(self) -> int:
@@ -179,9 +223,12 @@ class PlcImage:
         """``metric → (value, good)`` of one machine at scan ``k``."""
         m = self.machines[machine_id]
         out: dict[str, tuple[object, bool]] = {
-            "good_count": (int(m.good_count[k]), True), "reject_count": (int(m.reject_count[k]), True),
-            "state": (int(m.state[k]), True), "fault_code": (int(m.fault_code[k]), True),
-            "part_number": (str(m.part_number[k]), True)}
+            "good_count": (int(m.good_count[k]), True),
+            "reject_count": (int(m.reject_count[k]), True),
+            "state": (int(m.state[k]), True),
+            "fault_code": (int(m.fault_code[k]), True),
+            "part_number": (str(m.part_number[k]), True),
+        }
         for metric, _unit in GAUGES:
             out[metric] = (float(m.gauges[metric][k]), bool(m.gauge_good[metric][k]))
         return out
@@ -196,8 +243,14 @@ class PlcImage:
         c = self.cycles
         seen = -(-c["time_ms"] // self.scan_ms) * self.scan_ms
         keep = (seen > self.start_ms) & (seen < end)
-        df = pd.DataFrame({"machine_id": c["machine_id"][keep], "hour": seen[keep] // HOUR * HOUR,
-                           "good": c["good"][keep].astype(int), "rejects": (~c["good"][keep]).astype(int)})
+        df = pd.DataFrame(
+            {
+                "machine_id": c["machine_id"][keep],
+                "hour": seen[keep] // HOUR * HOUR,
+                "good": c["good"][keep].astype(int),
+                "rejects": (~c["good"][keep]).astype(int),
+            }
+        )
         out = df.groupby(["machine_id", "hour"], as_index=False)[["good", "rejects"]].sum()
         out["hour"] = pd.to_datetime(out["hour"], unit="ms", utc=True)
         return out
@@ -215,9 +268,16 @@ def opcua_node(machine_id: str, metric: str, *, namespace: int = 2) -> str:
 
 #: Modbus layout of one simulated machine: register offsets within its block of 16 (holding).
 MODBUS_LAYOUT: dict[str, tuple[int, str, float]] = {
-    "good_count": (0, "uint16", 1.0), "reject_count": (1, "uint16", 1.0), "state": (2, "uint16", 1.0),
-    "fault_code": (3, "uint16", 1.0), "spindle_load": (4, "float32", 1.0), "vibration_rms": (6, "uint16", 0.01),
-    "hydraulic_pressure": (7, "float32", 1.0), "motor_current": (9, "uint16", 0.1), "drive_temp": (10, "int16", 0.1)}
+    "good_count": (0, "uint16", 1.0),
+    "reject_count": (1, "uint16", 1.0),
+    "state": (2, "uint16", 1.0),
+    "fault_code": (3, "uint16", 1.0),
+    "spindle_load": (4, "float32", 1.0),
+    "vibration_rms": (6, "uint16", 0.01),
+    "hydraulic_pressure": (7, "float32", 1.0),
+    "motor_current": (9, "uint16", 0.1),
+    "drive_temp": (10, "int16", 0.1),
+}
 #: Holding registers 12–15 of each simulated unit: the PLC clock, epoch milliseconds as an unsigned
 #: 64-bit number, high word first (the source's ``clock_register``).
 MODBUS_CLOCK_REGISTER = 12
@@ -263,11 +323,18 @@ class PlantClock:
         return self.plant_ms() >= self.image.end_ms
 
 
-def tag_dictionary_yaml(*, mqtt: list[str] = (), opcua: list[str] = (), modbus: list[str] = (),
-                        mqtt_url: str = "mqtt://127.0.0.1:1883", topic: str = "kepware/#",
-                        opcua_url: str = "opc.tcp://127.0.0.1:4840/workbench/",
-                        modbus_host: str = "127.0.0.1", modbus_port: int = 5020,
-                        client_id: str = "workbench-collector") -> str:
+def tag_dictionary_yaml(
+    *,
+    mqtt: list[str] = (),
+    opcua: list[str] = (),
+    modbus: list[str] = (),
+    mqtt_url: str = "mqtt://127.0.0.1:1883",
+    topic: str = "kepware/#",
+    opcua_url: str = "opc.tcp://127.0.0.1:4840/workbench/",
+    modbus_host: str = "127.0.0.1",
+    modbus_port: int = 5020,
+    client_id: str = "workbench-collector",
+) -> str:
     """A tag dictionary (YAML text) for simulated machines served over each protocol.
 
     Machines in ``mqtt`` are read through KEPServerEX's IoT Gateway, ``opcua`` from the OPC UA
@@ -276,33 +343,74 @@ def tag_dictionary_yaml(*, mqtt: list[str] = (), opcua: list[str] = (), modbus: 
     """
     from workbench.simulate.catalog import ALL_CODES_BY_FAULT
 
-    lines = ["# Tag dictionary of the simulated plant (generated by workbench.simulate.plc).", "version: 1",
-             "defaults:", "  clock_skew_s: 5", "  max_rate_per_s: 5", "sources:"]
+    lines = [
+        "# Tag dictionary of the simulated plant (generated by workbench.simulate.plc).",
+        "version: 1",
+        "defaults:",
+        "  clock_skew_s: 5",
+        "  max_rate_per_s: 5",
+        "sources:",
+    ]
     if mqtt:
-        lines += ["  kepware:", "    protocol: mqtt", f"    url: {mqtt_url}", f"    topic: {topic}",
-                  f"    client_id: {client_id}"]
+        lines += [
+            "  kepware:",
+            "    protocol: mqtt",
+            f"    url: {mqtt_url}",
+            f"    topic: {topic}",
+            f"    client_id: {client_id}",
+        ]
     if opcua:
         lines += ["  opcua:", "    protocol: opcua", f"    url: {opcua_url}", "    sampling_ms: 1000"]
     for mid in modbus:
-        lines += [f"  modbus_{mid}:", "    protocol: modbus", f"    host: {modbus_host}", f"    port: {modbus_port}",
-                  f"    unit_id: {int(mid.lstrip('M'))}", "    poll_active_ms: 1000", "    poll_idle_ms: 5000",
-                  f"    clock_register: {MODBUS_CLOCK_REGISTER}"]
+        lines += [
+            f"  modbus_{mid}:",
+            "    protocol: modbus",
+            f"    host: {modbus_host}",
+            f"    port: {modbus_port}",
+            f"    unit_id: {int(mid.lstrip('M'))}",
+            "    poll_active_ms: 1000",
+            "    poll_idle_ms: 5000",
+            f"    clock_register: {MODBUS_CLOCK_REGISTER}",
+        ]
     lines += ["states:"] + [f"  {code}: {name}" for name, code in STATE_CODES.items()]
-    lines += ["fault_codes:"] + [f"  {int(f.lstrip('F'))}: {code}" for f, code in sorted(ALL_CODES_BY_FAULT.items())]
+    lines += ["fault_codes:"] + [
+        f"  {int(f.lstrip('F'))}: {code}" for f, code in sorted(ALL_CODES_BY_FAULT.items())
+    ]
     lines.append("tags:")
 
-    def entry(source: str, address: str, mid: str, metric: str, unit: str | None, kind: str,
-              extra: tuple[str, ...] = ()) -> None:
-        lines.append(f"  - {{source: {source}, {address}, machine_id: {mid}, metric: {metric}, kind: {kind}"
-                     + (f", unit: '{unit}'" if unit else "") + "".join(f", {e}" for e in extra) + "}")
+    def entry(
+        source: str,
+        address: str,
+        mid: str,
+        metric: str,
+        unit: str | None,
+        kind: str,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        lines.append(
+            f"  - {{source: {source}, {address}, machine_id: {mid}, metric: {metric}, kind: {kind}"
+            + (f", unit: '{unit}'" if unit else "")
+            + "".join(f", {e}" for e in extra)
+            + "}"
+        )
 
     def machine(mid: str, source: str, address: callable) -> None:
         entry(source, address(mid, "good_count"), mid, "good_count", "count", "counter", ("counts: good",))
-        entry(source, address(mid, "reject_count"), mid, "reject_count", "count", "counter", ("counts: reject",))
+        entry(
+            source, address(mid, "reject_count"), mid, "reject_count", "count", "counter", ("counts: reject",)
+        )
         entry(source, address(mid, "state"), mid, "state", None, "state")
         entry(source, address(mid, "fault_code"), mid, "fault_code", None, "fault")
         if source != "modbus":
-            entry(source, address(mid, "part_number"), mid, "part_number", None, "context", ("field: part_number",))
+            entry(
+                source,
+                address(mid, "part_number"),
+                mid,
+                "part_number",
+                None,
+                "context",
+                ("field: part_number",),
+            )
         for metric, unit in GAUGES:
             lo, hi = GAUGE_RANGES[metric]
             entry(source, address(mid, metric), mid, metric, unit, "gauge", (f"range: [{lo:g}, {hi:g}]",))
@@ -312,10 +420,15 @@ def tag_dictionary_yaml(*, mqtt: list[str] = (), opcua: list[str] = (), modbus: 
     for mid in opcua:
         machine(mid, "opcua", lambda m, x: f"node: '{opcua_node(m, x)}'")
     for mid in modbus:
+
         def reg(m: str, x: str) -> str:
             off, rtype, scale = MODBUS_LAYOUT[x]
-            return (f"register: {{function: holding, address: {off}, type: {rtype}"
-                    + (f", scale: {scale:g}" if scale != 1.0 else "") + "}")
+            return (
+                f"register: {{function: holding, address: {off}, type: {rtype}"
+                + (f", scale: {scale:g}" if scale != 1.0 else "")
+                + "}"
+            )
+
         src = f"modbus_{mid}"
         before = len(lines)
         machine(mid, "modbus", reg)

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def now_ms() -> int:

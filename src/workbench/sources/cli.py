@@ -15,21 +15,25 @@ from workbench import config as wb_config
 from workbench.cliutil import console, friendly
 from workbench.errors import ConfigError
 
-sources_app = typer.Typer(help="Shop-floor sources: browse a server, show the health of every source.",
-                          no_args_is_help=True)
-dlq_app = typer.Typer(help="Dead letters: what ingest rejected, and replaying it once the cause is fixed.",
-                      no_args_is_help=True)
+sources_app = typer.Typer(
+    help="Shop-floor sources: browse a server, show the health of every source.", no_args_is_help=True
+)
+dlq_app = typer.Typer(
+    help="Dead letters: what ingest rejected, and replaying it once the cause is fixed.", no_args_is_help=True
+)
 log = logging.getLogger("workbench.collect")
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("asyncua", "pymodbus"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _warehouse_opener(settings: wb_config.Settings):  # noqa: ANN202 - returns (opener, keep_open)
+def _warehouse_opener(settings: wb_config.Settings):
     from workbench.store import DuckDBWarehouse, PostgresWarehouse
 
     if settings.database_url is not None:
@@ -41,10 +45,18 @@ def _warehouse_opener(settings: wb_config.Settings):  # noqa: ANN202 - returns (
 
 
 def collect_command(
-    tags: Annotated[Path | None, typer.Option("--tags", "--config", help="Tag dictionary (default "
-                                              "WORKBENCH_TAGS_FILE or pipelines/plant/tags.yaml).")] = None,
+    tags: Annotated[
+        Path | None,
+        typer.Option(
+            "--tags",
+            "--config",
+            help="Tag dictionary (default WORKBENCH_TAGS_FILE or pipelines/plant/tags.yaml).",
+        ),
+    ] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only this source (repeatable).")] = None,
-    spool: Annotated[Path | None, typer.Option(help="Spool file (default data/spool/collector.sqlite).")] = None,
+    spool: Annotated[
+        Path | None, typer.Option(help="Spool file (default data/spool/collector.sqlite).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Collect PLC data into the warehouse until stopped (SIGTERM / Ctrl-C stop it cleanly)."""
@@ -59,10 +71,16 @@ def collect_command(
         wh.init_schema()
         reasons = reason_code_map(wh)
     sp = spool_for(spool or settings.spool_file, max_mb=settings.spool_max_mb)
-    collector = Collector(dictionary, spool=sp, open_warehouse=opener, keep_open=keep_open,
-                          reason_codes=reasons, sources=source)
-    log.info("collecting %d source(s) from %s into %s; spool %s", len(collector.sources), dictionary.path,
-             "PostgreSQL" if keep_open else settings.warehouse_path, sp.path)
+    collector = Collector(
+        dictionary, spool=sp, open_warehouse=opener, keep_open=keep_open, reason_codes=reasons, sources=source
+    )
+    log.info(
+        "collecting %d source(s) from %s into %s; spool %s",
+        len(collector.sources),
+        dictionary.path,
+        "PostgreSQL" if keep_open else settings.warehouse_path,
+        sp.path,
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -94,7 +112,9 @@ def browse(
     text = browse_yaml(variables, source_name=name, url=url)
     if output:
         output.write_text(text, encoding="utf-8")
-        console.print(f"{len(variables)} variables written to {output}: fill in machine ids, units and kinds.")
+        console.print(
+            f"{len(variables)} variables written to {output}: fill in machine ids, units and kinds."
+        )
     else:
         typer.echo(text, nl=False)
 
@@ -111,8 +131,9 @@ def status(
     for col in ("source", "protocol", "newest data", "lag", "heartbeat", "dead letters 24 h", "status"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(r[k]) for k in ("source", "protocol", "newest", "lag", "heartbeat", "dead_24h",
-                                             "status")))
+        table.add_row(
+            *(str(r[k]) for k in ("source", "protocol", "newest", "lag", "heartbeat", "dead_24h", "status"))
+        )
     console.print(table)
 
 
@@ -128,22 +149,40 @@ def source_health(*, tags: Path | None = None, stale_min: float = 15.0) -> list[
     now = dt.datetime.now(dt.UTC)
     with open_reader(settings).held() as wh:
         marks = wh.read("ingest_watermarks")
-        dead = wh.query("SELECT source, count(*) AS n FROM dead_letters WHERE received_at >= ? GROUP BY source",
-                        [now - dt.timedelta(days=1)])
+        dead = wh.query(
+            "SELECT source, count(*) AS n FROM dead_letters WHERE received_at >= ? GROUP BY source",
+            [now - dt.timedelta(days=1)],
+        )
     dead_by = dict(zip(dead["source"], dead["n"], strict=True)) if len(dead) else {}
     out = []
     for name, src in dictionary.sources.items():
         m = marks[(marks["source"] == name) & (marks["stream"] == "collector")]
         if m.empty:
-            out.append({"source": name, "protocol": src.protocol, "newest": "never", "lag": "-",
-                        "heartbeat": "never", "dead_24h": int(dead_by.get(name, 0)), "status": "NO DATA"})
+            out.append(
+                {
+                    "source": name,
+                    "protocol": src.protocol,
+                    "newest": "never",
+                    "lag": "-",
+                    "heartbeat": "never",
+                    "dead_24h": int(dead_by.get(name, 0)),
+                    "status": "NO DATA",
+                }
+            )
             continue
         newest, beat = m["watermark"].iloc[0].to_pydatetime(), m["updated_at"].iloc[0].to_pydatetime()
         silent = (now - beat).total_seconds() / 60
-        out.append({"source": name, "protocol": src.protocol, "newest": f"{newest:%Y-%m-%d %H:%M:%S}Z",
-                    "lag": f"{(now - newest).total_seconds():.0f} s", "heartbeat": f"{silent:.1f} min ago",
-                    "dead_24h": int(dead_by.get(name, 0)),
-                    "status": "STALE" if silent > stale_min else "ok"})
+        out.append(
+            {
+                "source": name,
+                "protocol": src.protocol,
+                "newest": f"{newest:%Y-%m-%d %H:%M:%S}Z",
+                "lag": f"{(now - newest).total_seconds():.0f} s",
+                "heartbeat": f"{silent:.1f} min ago",
+                "dead_24h": int(dead_by.get(name, 0)),
+                "status": "STALE" if silent > stale_min else "ok",
+            }
+        )
     return out
 
 
@@ -158,11 +197,16 @@ def dlq_list(
 
     where, params = ("WHERE source = ?", [source]) if source else ("", [])
     with open_reader().held() as wh:
-        by_rule = wh.query(f"SELECT source, split_part(reason, ':', 1) AS rule, count(*) AS n, "
-                           f"max(received_at) AS newest FROM dead_letters {where} GROUP BY 1, 2 ORDER BY 3 DESC",
-                           params)
-        newest = wh.query(f"SELECT received_at, source, location, reason, payload FROM dead_letters {where} "
-                          f"ORDER BY received_at DESC LIMIT {int(limit)}", params)
+        by_rule = wh.query(
+            f"SELECT source, split_part(reason, ':', 1) AS rule, count(*) AS n, "
+            f"max(received_at) AS newest FROM dead_letters {where} GROUP BY 1, 2 ORDER BY 3 DESC",
+            params,
+        )
+        newest = wh.query(
+            f"SELECT received_at, source, location, reason, payload FROM dead_letters {where} "
+            f"ORDER BY received_at DESC LIMIT {int(limit)}",
+            params,
+        )
     if by_rule.empty:
         console.print("No dead letters.")
         return
@@ -200,9 +244,11 @@ def dlq_replay(
     dictionary = load_tags(tags or settings.tags_path)
     with open_warehouse(settings) as wh:
         result = replay_dead_letters(wh, dictionary, source=source, rule=rule)
-    console.print(f"Replayed {result.replayed:,} dead letter(s): {result.written:,} row(s) written, "
-                  f"{result.still_rejected:,} still rejected, {result.not_replayable:,} not replayable "
-                  f"(whole messages that were not readable JSON).")
+    console.print(
+        f"Replayed {result.replayed:,} dead letter(s): {result.written:,} row(s) written, "
+        f"{result.still_rejected:,} still rejected, {result.not_replayable:,} not replayable "
+        f"(whole messages that were not readable JSON)."
+    )
 
 
 def serve_command(
@@ -218,8 +264,9 @@ def serve_command(
     opcua_port: Annotated[int, typer.Option(help="OPC UA port (127.0.0.1).")] = 4840,
     modbus_port: Annotated[int, typer.Option(help="Modbus TCP port (127.0.0.1).")] = 5020,
     tags_out: Annotated[Path | None, typer.Option(help="Write the matching tag dictionary here.")] = None,
-    truth_out: Annotated[Path | None, typer.Option(help="Write the expected counts per machine-hour (CSV).")
-                         ] = None,
+    truth_out: Annotated[
+        Path | None, typer.Option(help="Write the expected counts per machine-hour (CSV).")
+    ] = None,
 ) -> None:
     """Serve the simulated plant's PLCs over OPC UA, Modbus TCP and KEPServerEX MQTT (127.0.0.1 only)."""
     from workbench.simulate.serve import serve_plant
@@ -227,9 +274,22 @@ def serve_command(
     if not (mqtt or opcua or modbus):
         mqtt = opcua = modbus = True
     _logging(False)
-    serve_plant(mqtt=mqtt, opcua=opcua, modbus=modbus, machines=machines, hours=hours, speed=speed,
-                scan_s=scan_s, seed=seed, mqtt_url=mqtt_url, opcua_port=opcua_port, modbus_port=modbus_port,
-                tags_out=tags_out, truth_out=truth_out, settings=wb_config.settings())
+    serve_plant(
+        mqtt=mqtt,
+        opcua=opcua,
+        modbus=modbus,
+        machines=machines,
+        hours=hours,
+        speed=speed,
+        scan_s=scan_s,
+        seed=seed,
+        mqtt_url=mqtt_url,
+        opcua_port=opcua_port,
+        modbus_port=modbus_port,
+        tags_out=tags_out,
+        truth_out=truth_out,
+        settings=wb_config.settings(),
+    )
 
 
 __all__ = ["collect_command", "dlq_app", "serve_command", "source_health", "sources_app"]

@@ -17,6 +17,7 @@ what is left stays in the spool for the next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -36,8 +37,9 @@ from workbench.sources.tags import TagDictionary
 log = logging.getLogger("workbench.collect")
 
 
-def make_connector(tags: TagDictionary, name: str, *, seen: Callable[[list[str]], set[str]] | None = None
-                   ) -> Connector:
+def make_connector(
+    tags: TagDictionary, name: str, *, seen: Callable[[list[str]], set[str]] | None = None
+) -> Connector:
     """The connector for source ``name`` of the tag dictionary."""
     source = tags.sources[name]
     if source.protocol == "mqtt":
@@ -73,11 +75,20 @@ class Collector:
         keeps draining.
     """
 
-    def __init__(self, tags: TagDictionary, *, spool: Spool, open_warehouse: Callable[[], Any],
-                 keep_open: bool = False, reason_codes: Mapping[str, tuple[str, bool]] | None = None,
-                 sources: list[str] | None = None, forward_interval_s: float = 0.5, health_s: float = 10.0,
-                 drain_on_stop_s: float = 30.0, connector_factory: Callable[..., Connector] = make_connector
-                 ) -> None:
+    def __init__(
+        self,
+        tags: TagDictionary,
+        *,
+        spool: Spool,
+        open_warehouse: Callable[[], Any],
+        keep_open: bool = False,
+        reason_codes: Mapping[str, tuple[str, bool]] | None = None,
+        sources: list[str] | None = None,
+        forward_interval_s: float = 0.5,
+        health_s: float = 10.0,
+        drain_on_stop_s: float = 30.0,
+        connector_factory: Callable[..., Connector] = make_connector,
+    ) -> None:
         self.tags = tags
         self.spool = spool
         self.forwarder = Forwarder(spool, open_warehouse, keep_open=keep_open)
@@ -87,8 +98,10 @@ class Collector:
         self.sources = list(sources or tags.sources)
         unknown = [s for s in self.sources if s not in tags.sources]
         if unknown:
-            raise SourceError(f"unknown source(s) {', '.join(unknown)} (tag dictionary {tags.path} has "
-                              f"{', '.join(tags.sources)})")
+            raise SourceError(
+                f"unknown source(s) {', '.join(unknown)} (tag dictionary {tags.path} has "
+                f"{', '.join(tags.sources)})"
+            )
         self.forward_interval_s = forward_interval_s
         self.health_s = health_s
         self.drain_on_stop_s = drain_on_stop_s
@@ -128,10 +141,16 @@ class Collector:
         rows = Rows()
         if names:
             now = ms_to_datetime(now_ms())
-            rows.tables["ingest_watermarks"] = pa.table({
-                "source": names, "stream": ["collector"] * len(names),
-                "watermark": pa.array([ms_to_datetime(last[s]) for s in names], pa.timestamp("us", tz="UTC")),
-                "updated_at": pa.array([now] * len(names), pa.timestamp("us", tz="UTC"))})
+            rows.tables["ingest_watermarks"] = pa.table(
+                {
+                    "source": names,
+                    "stream": ["collector"] * len(names),
+                    "watermark": pa.array(
+                        [ms_to_datetime(last[s]) for s in names], pa.timestamp("us", tz="UTC")
+                    ),
+                    "updated_at": pa.array([now] * len(names), pa.timestamp("us", tz="UTC")),
+                }
+            )
         return rows
 
     # -- service ----------------------------------------------------------------------------------
@@ -146,7 +165,7 @@ class Collector:
         for c in list(self.connectors.values()):
             try:
                 await asyncio.wait_for(c.close(), 10)
-            except Exception as exc:  # noqa: BLE001 - a connector that cannot close must not block the stop
+            except Exception as exc:
                 log.warning("closing %s: %s", c.name, exc)
         await asyncio.gather(*readers, return_exceptions=True)
         health.cancel()
@@ -156,8 +175,11 @@ class Collector:
         self.forwarder.close()
         left = self.spool.status()
         if left.rows:
-            log.warning("stopped with %d rows still in the spool %s (forwarded at the next start)",
-                        left.rows, self.spool.path)
+            log.warning(
+                "stopped with %d rows still in the spool %s (forwarded at the next start)",
+                left.rows,
+                self.spool.path,
+            )
         else:
             log.info("stopped; spool empty")
 
@@ -185,16 +207,13 @@ class Collector:
                 log.exception("source %s failed; restarting it in %.0f s", name, delay)
             finally:
                 if not stop.is_set():
-                    try:
+                    # already failing: the retry reconnects
+                    with contextlib.suppress(Exception):
                         await connector.close()
-                    except Exception:  # noqa: BLE001, S110 - already failing; the retry reconnects
-                        pass
             if stop.is_set():
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
             delay = min(delay * 2, 30.0)
 
     async def _forward(self, stop: asyncio.Event) -> None:
@@ -204,10 +223,8 @@ class Collector:
             delay = self.forward_interval_s if moved is not None else min(max(delay * 2, 1.0), 30.0)
             if moved:
                 continue  # more may be waiting: drain without sleeping
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _drain_step(self) -> int | None:
         """Forward one batch of spooled rows; rows moved, or None when the warehouse failed."""
@@ -219,8 +236,11 @@ class Collector:
                 log.error("warehouse unreachable, spooling: %s", exc)
             return None
         if self._warehouse_down_since is not None:
-            log.info("warehouse reachable again after %.0f s; draining the spool (%d rows waiting)",
-                     time.monotonic() - self._warehouse_down_since, self.spool.status().rows)
+            log.info(
+                "warehouse reachable again after %.0f s; draining the spool (%d rows waiting)",
+                time.monotonic() - self._warehouse_down_since,
+                self.spool.status().rows,
+            )
             self._warehouse_down_since = None
         self.stats["forwarded_rows"] += result.rows
         return result.rows
@@ -233,22 +253,26 @@ class Collector:
 
     async def _health(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.health_s)
-            except TimeoutError:
-                pass
             await self._append(self.health_rows())
             st = self.spool.status()
-            log.info("collected: %d readings, %d dead letters, %d forwarded; spool %d rows (%.1f MB, %.0f %%)",
-                     self.stats["readings"], self.stats["dead_letters"], self.stats["forwarded_rows"], st.rows,
-                     st.bytes / 1e6, 100 * st.fill)
+            log.info(
+                "collected: %d readings, %d dead letters, %d forwarded; spool %d rows (%.1f MB, %.0f %%)",
+                self.stats["readings"],
+                self.stats["dead_letters"],
+                self.stats["forwarded_rows"],
+                st.rows,
+                st.bytes / 1e6,
+                100 * st.fill,
+            )
 
 
 def reason_code_map(wh: Any) -> dict[str, tuple[str, bool]]:
     """``code → (category, planned)`` from the warehouse's ``reason_codes`` (empty when none)."""
     try:
         df = wh.read("reason_codes")
-    except Exception:  # noqa: BLE001 - a fresh warehouse has none; the collector still runs
+    except Exception:
         return {}
     return {str(r.code): (str(r.category), bool(r.planned)) for r in df.itertuples()}
 

@@ -60,8 +60,9 @@ def _text(payload: bytes) -> str:
     return payload.decode("utf-8", "backslashreplace")
 
 
-def parse_kepware(source: str, topic: str, payload: bytes, *, received_ms: int,
-                  max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[list[Reading], list[Rejected]]:
+def parse_kepware(
+    source: str, topic: str, payload: bytes, *, received_ms: int, max_bytes: int = MAX_MESSAGE_BYTES
+) -> tuple[list[Reading], list[Rejected]]:
     """Readings in one KEPServerEX standard-JSON message, and what could not be read.
 
     Parameters
@@ -75,18 +76,22 @@ def parse_kepware(source: str, topic: str, payload: bytes, *, received_ms: int,
     max_bytes : int
         Larger messages are refused whole.
     """
+
     def reject(reason: str, text: str, where: str = topic) -> tuple[list[Reading], list[Rejected]]:
         return [], [Rejected(source, reason, text, where, received_ms)]
 
     if len(payload) > max_bytes:
-        return reject(f"too_large: message of {len(payload)} bytes exceeds the {max_bytes}-byte limit",
-                      _text(payload))
+        return reject(
+            f"too_large: message of {len(payload)} bytes exceeds the {max_bytes}-byte limit", _text(payload)
+        )
     try:
         doc = json.loads(payload.decode("utf-8"))
     except UnicodeDecodeError as exc:
         return reject(f"malformed: not UTF-8 ({exc.reason} at byte {exc.start})", _text(payload))
     except json.JSONDecodeError as exc:
-        return reject(f"malformed: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", _text(payload))
+        return reject(
+            f"malformed: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", _text(payload)
+        )
     except RecursionError:
         return reject("malformed: JSON nested too deeply", _text(payload))
     values = doc.get("values") if isinstance(doc, dict) else None
@@ -97,27 +102,47 @@ def parse_kepware(source: str, topic: str, payload: bytes, *, received_ms: int,
     for i, item in enumerate(values):
         where = f"{topic}#values[{i}]"
         if not isinstance(item, dict):
-            rejected.append(Rejected(source, f"malformed: values[{i}] is not an object", _dump(item), where,
-                                     received_ms))
+            rejected.append(
+                Rejected(source, f"malformed: values[{i}] is not an object", _dump(item), where, received_ms)
+            )
             continue
         missing = [k for k in ("id", "v", "t") if k not in item]
         if missing:
-            rejected.append(Rejected(source, f"malformed: values[{i}] has no {', '.join(missing)}", _dump(item),
-                                     where, received_ms))
+            rejected.append(
+                Rejected(
+                    source,
+                    f"malformed: values[{i}] has no {', '.join(missing)}",
+                    _dump(item),
+                    where,
+                    received_ms,
+                )
+            )
             continue
         tag_id, t, q = item["id"], item["t"], item.get("q", True)
         if not isinstance(tag_id, str):
-            rejected.append(Rejected(source, f"malformed: values[{i}].id is not text", _dump(item), where,
-                                     received_ms))
+            rejected.append(
+                Rejected(source, f"malformed: values[{i}].id is not text", _dump(item), where, received_ms)
+            )
             continue
         if isinstance(t, float) and t.is_integer():
             t = int(t)
         if not isinstance(q, bool):
-            rejected.append(Rejected(source, f"malformed: values[{i}].q is not true/false", _dump(item), where,
-                                     received_ms))
+            rejected.append(
+                Rejected(
+                    source, f"malformed: values[{i}].q is not true/false", _dump(item), where, received_ms
+                )
+            )
             continue
-        readings.append(Reading(source, tag_id, item["v"], t if isinstance(t, int) and not isinstance(t, bool)
-                                else -1, q, _dump(item)))
+        readings.append(
+            Reading(
+                source,
+                tag_id,
+                item["v"],
+                t if isinstance(t, int) and not isinstance(t, bool) else -1,
+                q,
+                _dump(item),
+            )
+        )
     return readings, rejected
 
 
@@ -140,9 +165,15 @@ class MqttConnector:
         A batch is handed over after this long or this many values, whichever comes first.
     """
 
-    def __init__(self, source: Source, *, batch_ms: int = 200, batch_values: int = 20_000,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES,
-                 seen: Callable[[list[str]], set[str]] | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        *,
+        batch_ms: int = 200,
+        batch_values: int = 20_000,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        seen: Callable[[list[str]], set[str]] | None = None,
+    ) -> None:
         self.name = source.name
         self.source = source
         parts = urlsplit(source.url or "")
@@ -165,8 +196,9 @@ class MqttConnector:
         """Connect and subscribe; the broker then delivers what it kept for this session."""
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5,
-                             manual_ack=True)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5, manual_ack=True
+        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -178,26 +210,40 @@ class MqttConnector:
         try:
             client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         except OSError as exc:
-            raise SourceError(f"MQTT broker {self.host}:{self.port} (source {self.name!r}) is unreachable: "
-                              f"{exc.strerror or exc}") from None
+            raise SourceError(
+                f"MQTT broker {self.host}:{self.port} (source {self.name!r}) is unreachable: "
+                f"{exc.strerror or exc}"
+            ) from None
         client.loop_start()
         if not await asyncio.to_thread(self._connected.wait, 10.0):
             client.loop_stop()
-            raise SourceError(f"MQTT broker {self.host}:{self.port} did not accept the connection of "
-                              f"{self.client_id!r} within 10 s")
+            raise SourceError(
+                f"MQTT broker {self.host}:{self.port} did not accept the connection of "
+                f"{self.client_id!r} within 10 s"
+            )
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             log.error("MQTT broker %s:%s refused %s: %s", self.host, self.port, self.client_id, reason)
             return
         # Subscribing again on every (re)connect is harmless on a kept session and needed on a new one.
         client.subscribe(self.source.topic, qos=1)
         resumed = bool(getattr(flags, "session_present", False))
-        log.info("MQTT connected to %s:%s as %s (%s session), topic %s", self.host, self.port, self.client_id,
-                 "resumed" if resumed else "new", self.source.topic)
+        log.info(
+            "MQTT connected to %s:%s as %s (%s session), topic %s",
+            self.host,
+            self.port,
+            self.client_id,
+            "resumed" if resumed else "new",
+            self.source.topic,
+        )
         self._connected.set()
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._connected.clear()
         if not self._closed:
             log.warning("MQTT connection to %s:%s lost (%s); reconnecting", self.host, self.port, reason)
@@ -242,8 +288,9 @@ class MqttConnector:
                 # Spooled before a crash, never acknowledged: acknowledge it now, do not process it again.
                 self.redelivered += 1
                 continue
-            readings, rejected = parse_kepware(self.name, m.topic, m.payload, received_ms=received,
-                                               max_bytes=self.max_message_bytes)
+            readings, rejected = parse_kepware(
+                self.name, m.topic, m.payload, received_ms=received, max_bytes=self.max_message_bytes
+            )
             batch.readings.extend(readings)
             batch.rejected.extend(rejected)
             batch.message_ids.append(mid)

@@ -33,12 +33,19 @@ def _reading(source: str, payload: Any) -> Reading | None:
     t = item["t"]
     if isinstance(t, float) and t.is_integer():
         t = int(t)
-    return Reading(source, item["id"], item["v"], t if isinstance(t, int) and not isinstance(t, bool) else -1,
-                   bool(item.get("q", True)), payload)
+    return Reading(
+        source,
+        item["id"],
+        item["v"],
+        t if isinstance(t, int) and not isinstance(t, bool) else -1,
+        bool(item.get("q", True)),
+        payload,
+    )
 
 
-def replay_dead_letters(wh: Any, tags: TagDictionary, *, source: str | None = None,
-                        rule: str | None = None) -> ReplayResult:
+def replay_dead_letters(
+    wh: Any, tags: TagDictionary, *, source: str | None = None, rule: str | None = None
+) -> ReplayResult:
     """Run dead-lettered readings through a fresh normaliser, in source-time order per source.
 
     Readings that pass are written and their dead letters deleted in one transaction, so a second
@@ -75,5 +82,6 @@ def replay_dead_letters(wh: Any, tags: TagDictionary, *, source: str | None = No
         for name, tables in frames.items():
             written += wh.write(name, pa.concat_tables(tables)).written
         wh.delete_keys("dead_letters", "dead_letter_id", passed)
-    return ReplayResult(replayed=len(passed), written=written, still_rejected=still,
-                        not_replayable=not_replayable)
+    return ReplayResult(
+        replayed=len(passed), written=written, still_rejected=still, not_replayable=not_replayable
+    )

@@ -116,13 +116,19 @@ class Spool:
         ids = list(message_ids)
         found: set[str] = set()
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
+            chunk = ids[i : i + 500]
             q = f"SELECT message_id FROM seen WHERE message_id IN ({','.join('?' * len(chunk))})"
             found.update(r[0] for r in self._con.execute(q, chunk))
         return found
 
-    def append(self, rows: Rows, *, state: dict[str, Any] | None = None, message_ids: Iterable[str] = (),
-               now_ms: int | None = None) -> int:
+    def append(
+        self,
+        rows: Rows,
+        *,
+        state: dict[str, Any] | None = None,
+        message_ids: Iterable[str] = (),
+        now_ms: int | None = None,
+    ) -> int:
         """Append normalised rows, the normaliser state and consumed message ids in one transaction.
 
         Returns
@@ -147,33 +153,48 @@ class Spool:
                 blobs.append((name, conformed.num_rows, _ipc(conformed)))
         added = sum(len(b) for _, _, b in blobs)
         if added and self._bytes + added > self.max_bytes:
-            raise SpoolFullError(f"spool {self.path} is full ({self._bytes / 1e6:.0f} of {self.max_bytes / 1e6:.0f} MB):"
-                                 " the warehouse has not taken data for too long; input is paused until it does")
+            raise SpoolFullError(
+                f"spool {self.path} is full ({self._bytes / 1e6:.0f} of {self.max_bytes / 1e6:.0f} MB):"
+                " the warehouse has not taken data for too long; input is paused until it does"
+            )
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
             for name, n, blob in blobs:
-                con.execute("INSERT INTO batches (created_ms, target, rows, bytes, data) VALUES (?, ?, ?, ?, ?)",
-                            (now, name, n, len(blob), blob))
+                con.execute(
+                    "INSERT INTO batches (created_ms, target, rows, bytes, data) VALUES (?, ?, ?, ?, ?)",
+                    (now, name, n, len(blob), blob),
+                )
             if state is not None:
-                con.execute("INSERT OR REPLACE INTO state (name, value) VALUES ('normalizer', ?)",
-                            (json.dumps(state, separators=(",", ":")),))
+                con.execute(
+                    "INSERT OR REPLACE INTO state (name, value) VALUES ('normalizer', ?)",
+                    (json.dumps(state, separators=(",", ":")),),
+                )
             ids = list(message_ids)
             if ids:
-                con.executemany("INSERT OR IGNORE INTO seen (message_id, at_ms) VALUES (?, ?)",
-                                [(i, now) for i in ids])
+                con.executemany(
+                    "INSERT OR IGNORE INTO seen (message_id, at_ms) VALUES (?, ?)", [(i, now) for i in ids]
+                )
             for key, value in rows.stats.items():
-                con.execute("INSERT INTO totals (name, value) VALUES (?, ?) "
-                            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", (key, int(value)))
+                con.execute(
+                    "INSERT INTO totals (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                    (key, int(value)),
+                )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         self._bytes += added
         if self._bytes > self.warn_fraction * self.max_bytes:
-            log.warning("spool %s is %.0f %% full (%.0f of %.0f MB): the warehouse is not keeping up or is "
-                        "unreachable; input stops at 100 %%", self.path, 100 * self._bytes / self.max_bytes,
-                        self._bytes / 1e6, self.max_bytes / 1e6)
+            log.warning(
+                "spool %s is %.0f %% full (%.0f of %.0f MB): the warehouse is not keeping up or is "
+                "unreachable; input stops at 100 %%",
+                self.path,
+                100 * self._bytes / self.max_bytes,
+                self._bytes / 1e6,
+                self.max_bytes / 1e6,
+            )
         return added
 
     def load_state(self) -> dict[str, Any] | None:
@@ -193,14 +214,17 @@ class Spool:
     def status(self) -> SpoolStatus:
         """What waits to be forwarded."""
         n, rows, size, oldest = self._con.execute(
-            "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(bytes), 0), min(created_ms) FROM batches").fetchone()
+            "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(bytes), 0), min(created_ms) FROM batches"
+        ).fetchone()
         self._bytes = size
         return SpoolStatus(batches=n, rows=rows, bytes=size, max_bytes=self.max_bytes, oldest_ms=oldest)
 
     def take(self, *, max_rows: int = 200_000) -> list[tuple[int, str, pa.Table]]:
         """The oldest batches, in order, up to about ``max_rows`` rows (at least one batch)."""
         out, total = [], 0
-        for seq, target, n, data in self._con.execute("SELECT seq, target, rows, data FROM batches ORDER BY seq"):
+        for seq, target, n, data in self._con.execute(
+            "SELECT seq, target, rows, data FROM batches ORDER BY seq"
+        ):
             if out and total + n > max_rows:
                 break
             out.append((seq, target, _from_ipc(data)))
@@ -212,8 +236,11 @@ class Spool:
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute("INSERT INTO quarantine SELECT seq, created_ms, target, rows, bytes, data, ? "
-                        "FROM batches WHERE seq = ?", (reason, seq))
+            con.execute(
+                "INSERT INTO quarantine SELECT seq, created_ms, target, rows, bytes, data, ? "
+                "FROM batches WHERE seq = ?",
+                (reason, seq),
+            )
             con.execute("DELETE FROM batches WHERE seq = ?", (seq,))
             con.execute("COMMIT")
         except BaseException:
@@ -231,7 +258,7 @@ class Spool:
         con.execute("BEGIN IMMEDIATE")
         try:
             for i in range(0, len(seqs), 500):
-                chunk = seqs[i:i + 500]
+                chunk = seqs[i : i + 500]
                 con.execute(f"DELETE FROM batches WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
             con.execute("COMMIT")
         except BaseException:
@@ -274,8 +301,14 @@ class Forwarder:
         Rows per drain (one warehouse transaction).
     """
 
-    def __init__(self, spool: Spool, open_warehouse: Callable[[], Any], *, keep_open: bool = False,
-                 max_rows: int = 200_000) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        open_warehouse: Callable[[], Any],
+        *,
+        keep_open: bool = False,
+        max_rows: int = 200_000,
+    ) -> None:
         self.spool = spool
         self.open_warehouse = open_warehouse
         self.keep_open = keep_open
@@ -318,7 +351,9 @@ class Forwarder:
             if isinstance(exc, WorkbenchError) and not isinstance(exc, StoreError):
                 raise
             rows = sum(t.num_rows for _, _, t in taken)
-            raise StoreError(f"forwarding {rows} rows failed, they stay in the spool: {self.last_error}") from exc
+            raise StoreError(
+                f"forwarding {rows} rows failed, they stay in the spool: {self.last_error}"
+            ) from exc
         return written
 
     def drain_once(self) -> ForwardResult:
@@ -349,8 +384,14 @@ class Forwarder:
                     if isinstance(one, StoreError):
                         raise
                     self.spool.quarantine(item[0], str(one))
-                    log.error("spool batch %d (%s, %d rows) refused by the warehouse and set aside in %s: %s",
-                              item[0], item[1], item[2].num_rows, self.spool.path, one)
+                    log.error(
+                        "spool batch %d (%s, %d rows) refused by the warehouse and set aside in %s: %s",
+                        item[0],
+                        item[1],
+                        item[2].num_rows,
+                        self.spool.path,
+                        one,
+                    )
         self.spool.ack(seq for seq, _, _ in taken)
         self.failures = 0
         self.last_error = None
