@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -469,24 +470,36 @@ def _cast(arr: pa.ChunkedArray, col: Column, tbl: Table, where: str) -> pa.Chunk
         raise SchemaError(f"{where}: {tbl.name}.{col.name} cannot be read as {col.type}: {exc}") from None
 
 
+_ids = threading.local()
+
+
+def _id_connection():
+    # One in-memory DuckDB per thread: a streaming collector computes ids several times a second,
+    # and opening a connection costs more than hashing a batch.
+    con = getattr(_ids, "con", None)
+    if con is None:
+        import duckdb  # local: schema must stay importable without touching an engine
+
+        con = _ids.con = duckdb.connect()
+    return con
+
+
 def with_event_ids(tbl: Table, data: pa.Table) -> pa.Table:
     """Fill ``event_id`` (where null or absent) from the natural key; return the conformed table."""
     data = conform(tbl, data)
     if not tbl.has_event_id or data.num_rows == 0:
         return data
-    import duckdb  # local: schema must stay importable without touching an engine
-
     ids_missing = data.column("event_id").null_count
     if ids_missing == 0:
         return data
-    con = duckdb.connect()
+    con = _id_connection()
     try:
         con.register("_rows", data)
         ids = con.sql(
             f"SELECT coalesce(event_id, {event_id_sql(tbl)}) AS event_id FROM _rows"
         ).to_arrow_table()
     finally:
-        con.close()
+        con.unregister("_rows")
     idx = data.column_names.index("event_id")
     return data.set_column(idx, "event_id", ids.column("event_id").cast(pa.string()))
 

@@ -34,7 +34,6 @@ watermark), ``bad_timestamp``; plus whatever the connector rejected (``malformed
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -43,7 +42,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from workbench.sources.base import Batch, Gap, Reading, now_ms
+from workbench.sources.base import Batch, Gap, Reading, item_text, now_ms
 from workbench.sources.tags import Tag, TagDictionary
 
 # Timestamps outside 2000-01-01 … 2100-01-01 are not plant data.
@@ -176,11 +175,13 @@ class Normalizer:
     def _reject(
         self, out: _Out, r: Reading, reason: str, detail: str, received: int, table: str | None
     ) -> None:
-        payload = (
-            r.raw
-            if r.raw is not None
-            else json.dumps({"id": r.address, "v": _jsonable(r.value), "q": r.good, "t": r.time_ms})
-        )
+        if isinstance(r.raw, str):
+            payload = r.raw
+        else:
+            item = (
+                r.raw if r.raw is not None else {"id": r.address, "v": r.value, "q": r.good, "t": r.time_ms}
+            )
+            payload = item_text(item)
         out.dead.append(
             dead_letter(
                 source=r.source,
@@ -482,14 +483,6 @@ _TABLE_OF = {
 
 def _type(v: Any) -> str:
     return "null" if v is None else type(v).__name__
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if v is None or isinstance(v, bool | int | float | str):
-        return v
-    return repr(v)
 
 
 class _Out:

@@ -15,6 +15,7 @@ every protocol. Connectors never import analytics or the store.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +31,19 @@ def now_ms() -> int:
 def ms_to_datetime(ms: int) -> dt.datetime:
     """A timezone-aware UTC datetime for epoch milliseconds."""
     return dt.datetime.fromtimestamp(ms / 1000.0, UTC)
+
+
+#: Dead-letter payloads are cut to this many characters (a 10 MB message is not kept whole).
+PAYLOAD_CHARS = 64 * 1024
+
+
+def item_text(item: Any) -> str:
+    """An item as dead-letter text: JSON when it can be, else its repr, at most :data:`PAYLOAD_CHARS`."""
+    try:
+        text = json.dumps(item, allow_nan=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(item)
+    return text[:PAYLOAD_CHARS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +62,9 @@ class Reading:
         Source timestamp, epoch milliseconds UTC.
     good : bool
         The source's quality flag (KEPServerEX ``q``, OPC UA status Good, Modbus: always True).
-    raw : str, optional
-        The item as received (e.g. its JSON), kept for a dead letter.
+    raw : object, optional
+        The item as received (its JSON text, or the decoded item, serialised only if it becomes a
+        dead letter), kept for a dead letter.
     """
 
     source: str
@@ -57,7 +72,7 @@ class Reading:
     value: Any
     time_ms: int
     good: bool = True
-    raw: str | None = None
+    raw: Any = None
 
 
 @dataclass(frozen=True, slots=True)

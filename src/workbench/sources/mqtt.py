@@ -38,7 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from workbench.errors import SourceError
-from workbench.sources.base import Batch, Reading, Rejected, now_ms
+from workbench.sources.base import Batch, Reading, Rejected, item_text, now_ms
 from workbench.sources.tags import Source
 
 log = logging.getLogger("workbench.collect.mqtt")
@@ -103,7 +103,9 @@ def parse_kepware(
         where = f"{topic}#values[{i}]"
         if not isinstance(item, dict):
             rejected.append(
-                Rejected(source, f"malformed: values[{i}] is not an object", _dump(item), where, received_ms)
+                Rejected(
+                    source, f"malformed: values[{i}] is not an object", item_text(item), where, received_ms
+                )
             )
             continue
         missing = [k for k in ("id", "v", "t") if k not in item]
@@ -112,7 +114,7 @@ def parse_kepware(
                 Rejected(
                     source,
                     f"malformed: values[{i}] has no {', '.join(missing)}",
-                    _dump(item),
+                    item_text(item),
                     where,
                     received_ms,
                 )
@@ -121,7 +123,9 @@ def parse_kepware(
         tag_id, t, q = item["id"], item["t"], item.get("q", True)
         if not isinstance(tag_id, str):
             rejected.append(
-                Rejected(source, f"malformed: values[{i}].id is not text", _dump(item), where, received_ms)
+                Rejected(
+                    source, f"malformed: values[{i}].id is not text", item_text(item), where, received_ms
+                )
             )
             continue
         if isinstance(t, float) and t.is_integer():
@@ -129,7 +133,7 @@ def parse_kepware(
         if not isinstance(q, bool):
             rejected.append(
                 Rejected(
-                    source, f"malformed: values[{i}].q is not true/false", _dump(item), where, received_ms
+                    source, f"malformed: values[{i}].q is not true/false", item_text(item), where, received_ms
                 )
             )
             continue
@@ -140,17 +144,10 @@ def parse_kepware(
                 item["v"],
                 t if isinstance(t, int) and not isinstance(t, bool) else -1,
                 q,
-                _dump(item),
+                item,  # serialised only if it becomes a dead letter
             )
         )
     return readings, rejected
-
-
-def _dump(item: Any) -> str:
-    try:
-        return json.dumps(item, allow_nan=True, ensure_ascii=False)[:DEAD_LETTER_PAYLOAD_BYTES]
-    except (TypeError, ValueError):
-        return repr(item)[:DEAD_LETTER_PAYLOAD_BYTES]
 
 
 class MqttConnector:
