@@ -227,13 +227,18 @@ class Collector:
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _drain_step(self) -> int | None:
-        """Forward one batch of spooled rows; rows moved, or None when the warehouse failed."""
+        """Forward one batch of spooled rows; rows moved, or None when forwarding failed."""
         try:
             result = await asyncio.to_thread(self.forwarder.drain_once)
         except StoreError as exc:
             if self._warehouse_down_since is None:
                 self._warehouse_down_since = time.monotonic()
                 log.error("warehouse unreachable, spooling: %s", exc)
+            return None
+        except Exception:
+            # Never let the forwarder die quietly while the readers go on filling the spool.
+            self.errors["forwarder"] += 1
+            log.exception("forwarding failed; the rows stay in the spool and are tried again")
             return None
         if self._warehouse_down_since is not None:
             log.info(
@@ -255,7 +260,10 @@ class Collector:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.health_s)
-            await self._append(self.health_rows())
+            try:
+                await self._append(self.health_rows())
+            except Exception:
+                log.exception("could not spool the health rows")
             st = self.spool.status()
             log.info(
                 "collected: %d readings, %d dead letters, %d forwarded; spool %d rows (%.1f MB, %.0f %%)",

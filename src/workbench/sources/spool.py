@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -90,9 +91,12 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = int(max_bytes)
         self.warn_fraction = warn_fraction
-        self._con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
+        # One SQLite connection per thread: the collector appends from its event loop while the
+        # forwarder takes and deletes from a worker thread; WAL lets them overlap, and SQLite
+        # serialises the two writers (busy timeout 30 s).
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
         self._con.executescript("""
             CREATE TABLE IF NOT EXISTS batches (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL,
@@ -106,9 +110,25 @@ class Spool:
         """)
         self._bytes = self._con.execute("SELECT coalesce(sum(bytes), 0) FROM batches").fetchone()[0]
 
+    @property
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            self._local.con = con
+            with self._lock:
+                self._all.append(con)
+        return con
+
     def close(self) -> None:
         """Close the database (everything committed is already on disk)."""
-        self._con.close()
+        with self._lock:
+            for con in self._all:
+                con.close()
+            self._all.clear()
+        self._local = threading.local()
 
     # -- collector side -------------------------------------------------------------------------
     def seen(self, message_ids: Iterable[str]) -> set[str]:
