@@ -8,6 +8,7 @@ connector reports must be the image's values, stamped with the scan times.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import socket
 import threading
@@ -33,7 +34,7 @@ SCAN_S = 10
 def image() -> PlcImage:
     """One busy plant hour of two machines: ~80 and ~140 counter changes, a rollover each,
     a few uncertain gauge scans."""
-    plant = simulate_plant(PlantConfig(seed=3, n_machines=2, n_lines=1, days=1, start=pd.Timestamp("2026-11-16").date(),
+    plant = simulate_plant(PlantConfig(seed=3, n_machines=2, n_lines=1, days=1, start=dt.date(2026, 11, 16),
                                        collector_outages=False, telemetry_interval_s=10))
     return PlcImage.from_plant(plant, scan_s=SCAN_S, start=pd.Timestamp("2026-11-16 18:00", tz="UTC"), hours=1)
 

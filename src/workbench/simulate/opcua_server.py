@@ -47,6 +47,7 @@ _log = logging.getLogger(__name__)
 _GOOD = ua.StatusCode(ua.StatusCodes.Good)
 _UNCERTAIN = ua.StatusCode(ua.StatusCodes.Uncertain)
 _UTC = dt.UTC
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC).replace(tzinfo=None)  # naive UTC, see _write_scan
 
 
 def variant_type(metric: str, value: object) -> ua.VariantType:
@@ -237,8 +238,10 @@ class OpcUaPlcServer:
 
     async def _write_scan(self, server: Server, k: int) -> None:
         """Write every variable's value at scan ``k``, stamped with the scan's plant time."""
-        source_ts = dt.datetime.fromtimestamp(int(self.image.times[k]) / 1000.0, _UTC)
-        server_ts = dt.datetime.now(_UTC)
+        # Naive UTC datetimes: the same on the wire, but asyncua deep-copies the DataValue for every
+        # monitored item it notifies, and an aware datetime makes that copy ~2.5 times as slow.
+        source_ts = _EPOCH + dt.timedelta(milliseconds=int(self.image.times[k]))
+        server_ts = dt.datetime.now(_UTC).replace(tzinfo=None)
         # Machines change one at a time; fetch each machine's values once.
         values: dict[str, dict[str, tuple[object, bool]]] = {}
         for node_id, mid, metric, vtype in self._vars:

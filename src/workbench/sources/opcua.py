@@ -18,7 +18,8 @@
   reading's after the reconnect, so the collector writes ``no_data`` for the source's machines
   instead of guessing.
 * A node id the server does not know (or that does not parse) never stops the connector: it is
-  logged once and reported once as a :class:`~workbench.sources.base.Rejected`.
+  logged once and reported once as a :class:`~workbench.sources.base.Rejected`; a known-format
+  node id is asked for again after a reconnect (a restarting server may not have it loaded yet).
 
 Readings are gathered into batches flushed at least every 200 ms or every 5000 readings.
 
@@ -60,6 +61,8 @@ FLUSH_READINGS = 5000
 #: so a burst of changes (a counter stepping several times within one publishing interval, a server
 #: catching up) reaches the collector instead of being collapsed to the last value.
 QUEUE_SIZE = 10
+#: A session lost sooner than this after it opened does not reset the reconnect backoff.
+_FLAPPING_S = 10.0
 #: Session timeout requested from the server (ms): the session outlives a short network glitch.
 SESSION_TIMEOUT_MS = 120_000
 #: Items per CreateMonitoredItems / Read request: servers cap operations per call (often at 1000+).
@@ -79,24 +82,26 @@ _log = logging.getLogger(__name__)
 class _AsyncuaTeardownNoise(logging.Filter):
     """Drops asyncua's log records about a connection that is already known to be lost.
 
-    When a server goes away, asyncua logs the failed publish request as an ERROR with a traceback
-    and warns while the dead session is closed. The connector reports the loss itself (one
-    warning and a :class:`Gap`), so these records only bury it. Everything else passes.
+    When a server goes away (or a session is closed), asyncua logs the failed publish request as
+    an ERROR with a traceback, and warns or logs tracebacks while the dead session is torn down.
+    The connector reports a loss itself (one warning and a :class:`Gap`), so these records only
+    bury it. Records with other messages, or caused by other exceptions, pass.
     """
 
     _MESSAGES = ("Publish iteration crashed", "close_session was called but connection is closed",
-                 "close_secure_channel was called but connection is closed")
+                 "close_secure_channel was called but connection is closed",
+                 "close_session raised during disconnect", "close_secure_channel raised during disconnect")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        if not msg.startswith(self._MESSAGES):
+        if not str(record.msg).startswith(self._MESSAGES):
             return True
         exc = record.exc_info[1] if record.exc_info else None
-        return exc is not None and not isinstance(exc, ConnectionError | OSError)
+        return exc is not None and not isinstance(exc, ConnectionError | OSError | TimeoutError)
 
 
 _NOISE_FILTER = _AsyncuaTeardownNoise()
-for _name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient"):
+for _name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient",
+              "asyncua.client.client"):
     logging.getLogger(_name).addFilter(_NOISE_FILTER)
 
 
@@ -113,6 +118,29 @@ def _epoch_ms(ts: dt.datetime | None) -> int | None:
     if ts <= _MIN_TS:
         return None
     return (ts - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+_PLAIN = (int, float, str, bool, type(None))
+
+
+def _py_value(value: Any) -> Any:
+    """A plain Python value for the few asyncua types a tag may hold (numbers pass as they are)."""
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, ua.LocalizedText):
+        return value.Text
+    if isinstance(value, ua.QualifiedName | ua.NodeId):
+        return value.to_string()
+    if isinstance(value, ua.StatusCode):
+        return value.value
+    if isinstance(value, int):  # an IntEnum: the value of a standard enumeration
+        return int(value)
+    return value
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, or just the type when the message is empty (as for timeouts)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _status_name(code: ua.StatusCode) -> str:
@@ -207,7 +235,7 @@ class OpcUaConnector:
             await self._open()
         except Exception as exc:
             raise SourceError(f"OPC UA source {self.name!r}: cannot connect to {self.source.url}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{_describe(exc)}") from exc
 
     async def stream(self) -> AsyncIterator[Batch]:
         """Yield batches of readings (and gaps, rejected node ids) until :meth:`close`.
@@ -267,7 +295,7 @@ class OpcUaConnector:
         """Turn one DataValue into a Reading of the current batch (closing an open gap first)."""
         status = dv.StatusCode
         good = status is None or status.value == 0  # Good is 0; any other code is not plainly Good
-        value = dv.Value.Value if dv.Value is not None else None
+        value = _py_value(dv.Value.Value) if dv.Value is not None else None
         src_ms = _epoch_ms(dv.SourceTimestamp)
         time_ms = src_ms if src_ms is not None else _epoch_ms(dv.ServerTimestamp)
         if time_ms is None:
@@ -306,7 +334,9 @@ class OpcUaConnector:
     async def _open(self) -> None:
         """Connect a new client (a fresh one per session: nothing stale carries over)."""
         timeout = float(self.source.timeout_s)
-        client = Client(self.source.url, timeout=timeout)
+        # The keep-alive (a read of the server state) runs every watchdog interval with that as
+        # its timeout; asyncua's 1 s default declares a busy server lost, so use the source's timeout.
+        client = Client(self.source.url, timeout=timeout, watchdog_intervall=max(1.0, timeout))
         # Servers cap the session timeout (asyncua's at 10 min) and asyncua warns when its 1 h
         # default is revised; a short one also frees a dead session's resources on the server soon.
         client.session_timeout = SESSION_TIMEOUT_MS
@@ -315,7 +345,7 @@ class OpcUaConnector:
         async def on_lost(exc: Exception) -> None:
             # asyncua's connection supervisor (auto_reconnect off) calls this when the transport
             # closes or its keep-alive read of the server state fails.
-            self._lost_reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._lost_reason = _describe(exc)
             lost.set()
 
         client.connection_lost_callback = on_lost
@@ -329,11 +359,17 @@ class OpcUaConnector:
         self.sessions += 1
 
     async def _disconnect(self, client: Client) -> None:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(client.disconnect(), float(self.source.timeout_s) + 1.0)
+        """Close the session politely if the server answers in time; close the socket regardless."""
+        try:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(client.disconnect(), float(self.source.timeout_s) + 1.0)
+        finally:
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
 
     async def _run(self) -> None:
         """Serve sessions until closed, reconnecting with backoff after each loss."""
+        loop = asyncio.get_running_loop()
         delay = 0.0
         failures = 0
         while not self._closing.is_set():
@@ -346,20 +382,24 @@ class OpcUaConnector:
                     failures += 1
                     delay = BACKOFF_START_S if not delay else min(delay * 2, BACKOFF_MAX_S)
                     log = _log.warning if failures == 1 else _log.debug
-                    log("OPC UA source %r: cannot connect to %s (%s: %s); retrying in %.1f s (attempt %d)",
-                        self.name, self.source.url, type(exc).__name__, exc, delay, failures)
+                    log("OPC UA source %r: cannot connect to %s (%s); retrying in %.1f s (attempt %d)",
+                        self.name, self.source.url, _describe(exc), delay, failures)
                     continue
                 if failures or self._gap_open is not None:
                     _log.warning("OPC UA source %r: reconnected to %s", self.name, self.source.url)
                 failures = 0
             client = self._client
+            started = loop.time()
             reason = await self._serve(client)
             self._client, self.mode = None, None
             await self._disconnect(client)
             if reason is None or self._closing.is_set():
                 break
             self._lost(reason)
-            delay = BACKOFF_START_S
+            # Back off afresh after a session that lasted; keep doubling when sessions die as soon
+            # as they open (a server that accepts and then drops us must not be hammered).
+            short = loop.time() - started < _FLAPPING_S
+            delay = min(delay * 2, BACKOFF_MAX_S) if short and delay else BACKOFF_START_S
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep, waking early when closing; True when the connector is closing."""
@@ -397,7 +437,7 @@ class OpcUaConnector:
         except _SessionLostError as exc:
             return str(exc)
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return _describe(exc)
         watcher = asyncio.create_task(self._watch(client))
         try:
             done, _ = await asyncio.wait([watcher, *readers], return_when=asyncio.FIRST_COMPLETED)
@@ -405,11 +445,15 @@ class OpcUaConnector:
                 # Let the consumer hand over what was published before the loss: asyncua queues a
                 # BadShutdown status change after the last notification, which ends it.
                 await asyncio.wait(readers, timeout=1.0)
+            if self._closing.is_set():
+                return None
+            if self._lost_reason:  # what asyncua's supervisor saw is the most telling reason
+                return self._lost_reason
             for task in (watcher, *readers):
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     exc = task.exception()
-                    return str(exc) if isinstance(exc, _SessionLostError) else f"{type(exc).__name__}: {exc}"
-            return None if self._closing.is_set() else "the reader stopped"
+                    return str(exc) if isinstance(exc, _SessionLostError) else _describe(exc)
+            return "the reader stopped"
         finally:
             for task in (watcher, *readers):
                 task.cancel()
@@ -426,13 +470,15 @@ class OpcUaConnector:
             try:
                 await client.check_connection()  # raises once the client knows it is disconnected
             except Exception as exc:
-                raise _SessionLostError(f"{type(exc).__name__}: {exc}") from exc
+                raise _SessionLostError(_describe(exc)) from exc
 
     # -- subscription ------------------------------------------------------------------------
 
     async def _subscribe(self, client: Client) -> Subscription:
         """One subscription with a monitored item per tag (our client handle = item index)."""
-        items = [it for it in self._items if it[0] not in self._rejected_addresses]
+        # Nodes refused in an earlier session are asked for again (a restarting server may not
+        # have loaded them yet); _reject reports each only once.
+        items = self._items
         publish_ms = min((ms for _, _, ms in items), default=self.source.sampling_ms)
         # Iterator mode with an unbounded queue: asyncua never drops a notification on our side
         # (its handler mode would also start one task per notification).
@@ -478,8 +524,7 @@ class OpcUaConnector:
     def _poll_groups(self) -> list[tuple[int, list[tuple[str, ua.NodeId]]]]:
         groups: dict[int, list[tuple[str, ua.NodeId]]] = {}
         for address, node_id, ms in self._items:
-            if address not in self._rejected_addresses:
-                groups.setdefault(ms, []).append((address, node_id))
+            groups.setdefault(ms, []).append((address, node_id))
         return sorted(groups.items())
 
     async def _poll(self, client: Client, group: tuple[int, list[tuple[str, ua.NodeId]]]) -> None:
@@ -501,20 +546,20 @@ class OpcUaConnector:
                         TimestampsToReturn=ua.TimestampsToReturn.Both)
                     results += await client.uaclient.read(params)
             except Exception as exc:
-                raise _SessionLostError(f"read failed: {type(exc).__name__}: {exc}") from exc
-            dropped = False
+                raise _SessionLostError(f"read failed: {_describe(exc)}") from exc
+            dropped: set[str] = set()
             for (address, _), dv in zip(members, results, strict=True):
                 code = dv.StatusCode.value if dv.StatusCode is not None else 0
                 if code in _NODE_ERRORS:
                     self._reject(address, f"read refused: {_status_name(dv.StatusCode)}")
-                    dropped = True
+                    dropped.add(address)
                     continue
                 key = (dv.Value.Value if dv.Value is not None else None, code, dv.SourceTimestamp)
                 if last.get(address) != key:
                     last[address] = key
                     self._add(address, dv, received)
-            if dropped:
-                members = [m for m in members if m[0] not in self._rejected_addresses]
+            if dropped:  # not read again in this session
+                members = [m for m in members if m[0] not in dropped]
             # Keep to the schedule; after a slow read skip the missed slots instead of bursting.
             due += interval
             now = loop.time()
