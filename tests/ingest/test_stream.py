@@ -238,3 +238,22 @@ def test_a_drop_near_the_top_while_stopped_is_a_reset_not_a_rollover(tags):
         received_ms=NOW,
     )
     assert prod(rows) == [(0, 3)] and rows.stats["counter_rollovers"] == 1
+
+
+def test_a_long_state_is_written_at_every_checkpoint_and_the_stop_stays_one_downtime(tags):
+    # Down from T0 for 40 min, with a temperature reading every 5 min: 15-minute boundaries at B1 = the first
+    # multiple of 900 000 ms after T0 and B2 = B1 + 15 min are passed, so [T0, B1) and [B1, B2) are written
+    # before the stop ends; the downtime event still covers the whole stop, T0 … T0 + 40 min.
+    n = Normalizer(tags)
+    items = [("M1.state", 3, 0, True)] + [("M1.temp", 20.0, 300 * k, True) for k in range(1, 8)]
+    rows = n.process(batch(*items), received_ms=NOW)
+    b1 = (T0 // 900_000 + 1) * 900_000
+    st = rows.tables["machine_states"].to_pylist()
+    spans = [(int(r["time_start"].timestamp() * 1000), int(r["time_end"].timestamp() * 1000)) for r in st]
+    assert spans == [(T0, b1), (b1, b1 + 900_000)] and {r["state"] for r in st} == {"down"}
+    assert "downtime_events" not in rows.tables
+    rows = n.process(batch(("M1.state", 1, 2400, True)), received_ms=NOW)
+    st = rows.tables["machine_states"].to_pylist()
+    assert [int(r["time_start"].timestamp() * 1000) for r in st] == [b1 + 900_000]
+    dt = rows.tables["downtime_events"].to_pylist()
+    assert len(dt) == 1 and dt[0]["duration_min"] == 40.0

@@ -51,9 +51,11 @@ def wait_for(predicate, *, timeout: float, step: float = 0.5, what: str = "condi
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def compare_counts(image: PlcImage, production: pd.DataFrame, machines: list[str]) -> pd.DataFrame:
+def compare_counts(
+    image: PlcImage, production: pd.DataFrame, machines: list[str], *, since_ms: dict[str, int] | None = None
+) -> pd.DataFrame:
     """Expected vs stored good / reject counts per machine-hour; rows that differ."""
-    exp = image.expected_counts()
+    exp = image.expected_counts(since_ms=since_ms)
     exp = exp[exp["machine_id"].isin(machines)]
     pe = production.copy()
     pe["hour"] = pe["time"].dt.floor("h")

@@ -1,6 +1,6 @@
 """The live path end to end: KEPServerEX-format MQTT → Mosquitto → collector → warehouse.
 
-Real Mosquitto (127.0.0.1:1883), real PostgreSQL, real DuckDB; the publisher's PLC image is the
+Real Mosquitto (a private one, configured as deploy/mosquitto/workbench.conf), real PostgreSQL, real DuckDB; the publisher's PLC image is the
 simulator's ground truth. Every fault test ends with the stored counts equal to the image's
 (0 lost) and the stored telemetry rows equal to the values published (0 lost, 0 duplicated).
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import pandas as pd
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +39,15 @@ from workbench.sources.tags import load_tags
 from workbench.store import DuckDBWarehouse, PostgresWarehouse
 
 pytestmark = pytest.mark.slow
-BROKER = "mqtt://127.0.0.1:1883"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A Mosquitto configured as deploy/mosquitto/workbench.conf (persistence, no queue limit)."""
+    from workbench.simulate.broker import MosquittoBroker
+
+    with MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +80,15 @@ def image2(plant):
     return PlcImage.from_plant(plant, scan_s=10, start=pd.Timestamp("2026-11-16 14:00", tz="UTC"), hours=2)
 
 
-def _tags(tmp: Path, image: PlcImage, prefix: str) -> Path:
+def _tags(tmp: Path, image: PlcImage, prefix: str, broker) -> Path:
     path = tmp / "tags.yaml"
     path.write_text(
-        tag_dictionary_yaml(mqtt=list(image.machines), topic=f"{prefix}/#", client_id=f"{prefix}-collector")
+        tag_dictionary_yaml(
+            mqtt=list(image.machines),
+            topic=f"{prefix}/#",
+            client_id=f"{prefix}-collector",
+            mqtt_url=broker.url,
+        )
     )
     return path
 
@@ -92,12 +105,12 @@ def _publish_all(pub: KepwarePublisher, *, timeout: float = 300) -> None:
 # -- reconciliation ---------------------------------------------------------------------------------
 
 
-def _run_in_process(image: PlcImage, tmp: Path, opener, *, speed: float) -> Collector:
+def _run_in_process(image: PlcImage, tmp: Path, opener, broker, *, speed: float) -> Collector:
     prefix = _prefix()
-    tags = load_tags(_tags(tmp, image, prefix))
+    tags = load_tags(_tags(tmp, image, prefix, broker))
     spool = Spool(tmp / "spool.sqlite")
     collector = Collector(tags, spool=spool, open_warehouse=opener, health_s=2.0)
-    pub = KepwarePublisher(image, url=BROKER, prefix=prefix, speed=speed, client_id=f"{prefix}-pub")
+    pub = KepwarePublisher(image, url=broker.url, prefix=prefix, speed=speed, client_id=f"{prefix}-pub")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -123,7 +136,7 @@ def _run_in_process(image: PlcImage, tmp: Path, opener, *, speed: float) -> Coll
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "postgres"])
-def test_eight_hours_reconcile_with_the_ground_truth(engine, image8, tmp_path, request):
+def test_eight_hours_reconcile_with_the_ground_truth(engine, plant, image8, tmp_path, request, broker):
     if engine == "duckdb":
         path = tmp_path / "wh.duckdb"
         DuckDBWarehouse(path).init_schema()
@@ -137,12 +150,13 @@ def test_eight_hours_reconcile_with_the_ground_truth(engine, image8, tmp_path, r
         def opener():
             return PostgresWarehouse(url, timescale="off")
 
-    collector = _run_in_process(image8, tmp_path, opener, speed=1440)
+    collector = _run_in_process(image8, tmp_path, opener, broker, speed=1440)
     machines = list(image8.machines)
     with opener() as wh:
         production = wh.read("production_events")
         telemetry = wh.count("machine_telemetry")
         states = wh.read("machine_states")
+        downtime = wh.read("downtime_events")
         dead = wh.count("dead_letters")
     # Good and reject counts per machine-hour, exactly, through the injected rollovers and resets.
     kinds = set(image8.counter_events["kind"])
@@ -151,31 +165,62 @@ def test_eight_hours_reconcile_with_the_ground_truth(engine, image8, tmp_path, r
     assert compare_counts(image8, production, machines).empty
     assert telemetry == expected_telemetry_rows(image8, machines)
     assert dead == 0
-    # State intervals match the simulator's within one scan (10 s).
+    # State intervals match the simulator's within one scan (10 s); 15-minute checkpoints split long
+    # intervals, so contiguous pieces of one state are joined first.
     truth = _truth_states(image8)
     for m in machines:
-        got = states[states["machine_id"] == m].sort_values("time_start")
+        got = _join(states[states["machine_id"] == m].sort_values("time_start"))
         exp = truth[truth["machine_id"] == m]
         assert list(got["state"]) == list(exp["state"][: len(got)])
         offsets = got["time_start"].to_numpy()[1:] - exp["time_start"].to_numpy()[1 : len(got)]
         assert (abs(offsets.astype("timedelta64[ms]").astype(int)) <= image8.scan_ms).all()
+    # OEE from the collected data against OEE from the simulator's own tables, same library, same
+    # master data, same window (the first 7 of the 8 hours: the open interval at the end is not
+    # written yet): within ±0.5 percentage points per machine.
+    from workbench.oee import PlantFrames, compute
+
+    master = {
+        k: plant.tables[k]
+        for k in ("machines", "shift_calendar", "part_rates", "planned_stops", "reason_codes")
+    }
+    start = pd.Timestamp(image8.start_ms, unit="ms", tz="UTC")
+    window = {"start": start.to_pydatetime(), "end": (start + pd.Timedelta(hours=7)).to_pydatetime()}
+    mine = {
+        k: plant.tables[k][plant.tables[k]["machine_id"].isin(machines)]
+        for k in ("machine_states", "production_events", "downtime_events")
+    }
+    ours = compute(
+        PlantFrames.from_tables(
+            {**master, "machine_states": states, "production_events": production, "downtime_events": downtime}
+        ),
+        by=("machine_id",),
+        tz=plant.config.timezone,
+        **window,
+    ).table.set_index("machine_id")
+    ref = compute(
+        PlantFrames.from_tables({**master, **mine}), by=("machine_id",), tz=plant.config.timezone, **window
+    ).table.set_index("machine_id")
+    diff = (ours["oee"] - ref["oee"]).abs() * 100
+    assert diff.notna().all() and (diff <= 0.5).all(), pd.DataFrame({"ours": ours["oee"], "ref": ref["oee"]})
+
+
+def _join(states):
+    """Contiguous intervals of the same state as one interval."""
+    new = (states["state"] != states["state"].shift()) | (states["time_start"] != states["time_end"].shift())
+    return states[new.to_numpy()]
 
 
 def _truth_states(image: PlcImage):
     """State changes as the scans show them (the image), as intervals: the reference for states."""
-    import pandas as pd
-
     from workbench.simulate.plc import STATE_CODES
 
     names = {v: k for k, v in STATE_CODES.items()}
     rows = []
     for m, img in image.machines.items():
         change = [0] + [k for k in range(1, len(image.times)) if img.state[k] != img.state[k - 1]]
-        for a, b in zip(change, [*change[1:], None], strict=True):
-            if b is not None:
-                rows.append(
-                    (m, pd.Timestamp(int(image.times[a]), unit="ms", tz="UTC"), names[int(img.state[a])])
-                )
+        # Every interval, the last (still open at the end of the image) included.
+        for a in change:
+            rows.append((m, pd.Timestamp(int(image.times[a]), unit="ms", tz="UTC"), names[int(img.state[a])]))
     return pd.DataFrame(rows, columns=["machine_id", "time_start", "state"])
 
 
@@ -202,13 +247,13 @@ def pg_role_url(pg_url):
         conn.execute(f"DROP ROLE {role}")
 
 
-def _fault_run(image: PlcImage, tmp: Path, url: str, fault, *, speed: float = 240):
+def _fault_run(image: PlcImage, tmp: Path, url: str, fault, broker, *, speed: float = 240):
     """Publish ``image`` while the collector (a process) runs; ``fault(proc, pub)`` mid-stream."""
     prefix = _prefix()
-    tags = _tags(tmp, image, prefix)
+    tags = _tags(tmp, image, prefix, broker)
     env = {"WORKBENCH_DATABASE_URL": url}
     proc = start_collector(tmp, tags, env)
-    pub = KepwarePublisher(image, url=BROKER, prefix=prefix, speed=speed, client_id=f"{prefix}-pub")
+    pub = KepwarePublisher(image, url=broker.url, prefix=prefix, speed=speed, client_id=f"{prefix}-pub")
     try:
         wait_for(lambda: "MQTT connected" in collector_log(tmp), timeout=60, what="the collector to connect")
         pub.start()
@@ -237,7 +282,7 @@ def _fault_run(image: PlcImage, tmp: Path, url: str, fault, *, speed: float = 24
     return collector_log(tmp)
 
 
-def test_collector_killed_mid_batch_loses_and_duplicates_nothing(image2, tmp_path, pg_role_url):
+def test_collector_killed_mid_batch_loses_and_duplicates_nothing(image2, tmp_path, pg_role_url, broker):
     url, _ = pg_role_url
 
     def kill(proc, pub, tags, env):
@@ -247,33 +292,24 @@ def test_collector_killed_mid_batch_loses_and_duplicates_nothing(image2, tmp_pat
         time.sleep(2.0)  # the broker keeps publishing into the persistent session meanwhile
         return start_collector(tmp_path, tags, env)
 
-    log = _fault_run(image2, tmp_path, url, kill)
+    log = _fault_run(image2, tmp_path, url, kill, broker)
     assert log.count("MQTT connected") >= 2 and "resumed session" in log
 
 
-def test_mosquitto_restarted_mid_stream(image2, tmp_path, pg_role_url):
+def test_mosquitto_restarted_mid_stream(image2, tmp_path, pg_role_url, broker):
     url, _ = pg_role_url
 
     def restart(proc, pub, tags, env):
         wait_for(lambda: pub.next_scan > len(image2.times) // 3, timeout=60, what="a third of the image")
-        subprocess.run(["pkill", "-x", "mosquitto"], check=False)
-        wait_for(
-            lambda: subprocess.run(["pgrep", "-x", "mosquitto"], capture_output=True).returncode != 0,
-            timeout=20,
-            what="Mosquitto to stop",
-        )
-        time.sleep(3.0)
-        subprocess.run(["mosquitto", "-d", "-c", "/etc/mosquitto/mosquitto.conf"], check=True)
+        broker.restart(down_s=3.0)  # SIGTERM, 3 s down, same port and persistence store
 
-    try:
-        log = _fault_run(image2, tmp_path, url, restart)
-    finally:
-        if subprocess.run(["pgrep", "-x", "mosquitto"], capture_output=True).returncode != 0:
-            subprocess.run(["mosquitto", "-d", "-c", "/etc/mosquitto/mosquitto.conf"], check=True)
+    log = _fault_run(image2, tmp_path, url, restart, broker)
     assert "MQTT connection to" in log and "lost" in log
 
 
-def test_postgres_unreachable_for_a_while_spools_then_drains_in_order(image2, tmp_path, pg_role_url, pg_url):
+def test_postgres_unreachable_for_a_while_spools_then_drains_in_order(
+    image2, tmp_path, pg_role_url, pg_url, broker
+):
     url, role = pg_role_url
 
     def lock_out(proc, pub, tags, env):
@@ -290,7 +326,7 @@ def test_postgres_unreachable_for_a_while_spools_then_drains_in_order(image2, tm
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(f"ALTER ROLE {role} LOGIN")
 
-    log = _fault_run(image2, tmp_path, url, lock_out)
+    log = _fault_run(image2, tmp_path, url, lock_out, broker)
     assert "warehouse reachable again" in log
 
 
@@ -334,12 +370,14 @@ def _hostile():
     )
 
 
-def test_hostile_payloads_are_dead_lettered_and_good_ones_around_them_stored(tmp_path):
+def test_hostile_payloads_are_dead_lettered_and_good_ones_around_them_stored(tmp_path, broker):
     from workbench.simulate.plc import tag_id
 
     prefix = _prefix()
     path = tmp_path / "tags.yaml"
-    path.write_text(tag_dictionary_yaml(mqtt=["M01"], topic=f"{prefix}/#", client_id=f"{prefix}-c"))
+    path.write_text(
+        tag_dictionary_yaml(mqtt=["M01"], topic=f"{prefix}/#", client_id=f"{prefix}-c", mqtt_url=broker.url)
+    )
     payloads: list[bytes] = []
 
     @settings(
@@ -390,7 +428,7 @@ def test_hostile_payloads_are_dead_lettered_and_good_ones_around_them_stored(tmp
     spool = Spool(tmp_path / "spool.sqlite")
     collector = Collector(tags, spool=spool, open_warehouse=lambda: DuckDBWarehouse(wh_path))
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-pub", protocol=paho.MQTTv5)
-    client.connect("127.0.0.1", 1883)
+    client.connect("127.0.0.1", broker.port)
     client.loop_start()
 
     async def main() -> None:

@@ -17,8 +17,9 @@ What each reading becomes (see :mod:`workbench.sources.tags` for the kinds):
   stop); otherwise a rollover if ``max_rate_per_s`` makes that many parts plausible, else a reset if
   the value is, else a ``counter_backwards`` dead letter; the good and reject increments of one
   machine at one source time share a row;
-* state codes → ``machine_states`` intervals, written when the state changes; a :class:`Gap`
-  closes the open interval at the last good reading and writes ``no_data`` to the reconnect;
+* state codes → ``machine_states`` intervals, written when the state changes and, while it does
+  not, up to every 15-minute boundary (``checkpoint_s``); a :class:`Gap` closes the open interval
+  at the last good reading and writes ``no_data`` to the reconnect;
 * faults → the fault code of the stop; every ``down`` or ``setup`` interval becomes a
   ``downtime_events`` row with the fault seen during it and its reason code from the tag
   dictionary's ``fault_codes`` (machines without a state tag get one per fault instead);
@@ -106,6 +107,9 @@ class Normalizer:
         ``reason_category`` and ``planned`` of the downtime events a fault code maps to.
     state : dict, optional
         State saved by an earlier run (:attr:`state`), to continue exactly where it stopped.
+    checkpoint_s : float
+        An open state interval is written up to each multiple of this (source time) that passes,
+        so a machine that stays in one state still shows in ``machine_states``.
     """
 
     def __init__(
@@ -114,8 +118,10 @@ class Normalizer:
         *,
         reason_codes: Mapping[str, tuple[str, bool]] | None = None,
         state: dict[str, Any] | None = None,
+        checkpoint_s: float = 900.0,
     ) -> None:
         self.tags = tags
+        self.checkpoint_ms = int(checkpoint_s * 1000)
         self.reason_codes = dict(reason_codes or {})
         self.skew_ms = int(tags.clock_skew_s * 1000)
         self.state: dict[str, Any] = state if state is not None else {}
@@ -241,6 +247,7 @@ class Normalizer:
                 table,
             )
             return
+        self._checkpoint(tag.machine_id, t, out)
         value = self._value(tag, r, received, out, table)
         if value is _BAD:
             return
@@ -426,15 +433,31 @@ class Normalizer:
                 self.state["ran_until"][m] = t
             self._close_state(m, t, out)
         fault = self.state["fault"].get(m)
-        self.state["open_state"][m] = [t, name, fault[1] if fault else None]
+        # [start of the part not yet written, state, fault, start of the whole interval]
+        self.state["open_state"][m] = [t, name, fault[1] if fault else None, t]
+
+    def _checkpoint(self, m: str, t: int, out: _Out) -> None:
+        """Write the open interval up to the last checkpoint boundary before ``t``.
+
+        A machine that stays in one state for hours would otherwise have nothing in
+        ``machine_states`` until it changes, and a report would read that time as no data.
+        """
+        open_ = self.state["open_state"].get(m)
+        if open_ is None or t - open_[0] < self.checkpoint_ms:
+            return
+        boundary = t - t % self.checkpoint_ms
+        if boundary > open_[0]:
+            out.states.append((m, open_[0], boundary, open_[1], open_[2], self.source_of[m]))
+            open_[0] = boundary
 
     def _close_state(self, m: str, t: int, out: _Out) -> None:
-        start, name, fault = self.state["open_state"].pop(m)
-        if t <= start:
-            return
-        out.states.append((m, start, t, name, fault, self.source_of[m]))
-        if name in STOP_STATES:
-            out.downtime.append(self._downtime_row(m, start, t, fault))
+        open_ = self.state["open_state"].pop(m)
+        start, name, fault = open_[:3]
+        since = open_[3] if len(open_) > 3 else start
+        if t > start:
+            out.states.append((m, start, t, name, fault, self.source_of[m]))
+        if name in STOP_STATES and t > since:
+            out.downtime.append(self._downtime_row(m, since, t, fault))
 
     def _fault(self, tag: Tag, t: int, value: int, out: _Out) -> None:
         m = tag.machine_id

@@ -233,16 +233,24 @@ class PlcImage:
             out[metric] = (float(m.gauges[metric][k]), bool(m.gauge_good[metric][k]))
         return out
 
-    def expected_counts(self, *, upto_ms: int | None = None) -> pd.DataFrame:
+    def expected_counts(
+        self, *, upto_ms: int | None = None, since_ms: dict[str, int] | None = None
+    ) -> pd.DataFrame:
         """Good and reject counts per machine-hour as the scans see them (the reconciliation reference).
 
         A cycle completed at ``c`` is first seen by the scan at ``ceil(c / scan) * scan``; only
         scans after the first one (which sets the baseline) and before ``upto_ms`` count.
+        ``since_ms`` moves the baseline per machine (e.g. to the first reading a collector got).
         """
         end = self.end_ms if upto_ms is None else upto_ms
         c = self.cycles
         seen = -(-c["time_ms"] // self.scan_ms) * self.scan_ms
-        keep = (seen > self.start_ms) & (seen < end)
+        base = self.start_ms
+        if since_ms:
+            base = (
+                c["machine_id"].map(since_ms).fillna(self.start_ms).astype("int64").clip(lower=self.start_ms)
+            )
+        keep = (seen > base) & (seen < end)
         df = pd.DataFrame(
             {
                 "machine_id": c["machine_id"][keep],
