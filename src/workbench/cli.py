@@ -592,7 +592,34 @@ def doctor_checks() -> list[tuple[str, bool, str]]:
                                "available" if ts else "not available: plain PostgreSQL mode (fine)"))
     except WorkbenchError as exc:
         checks.append(("warehouse", False, str(exc)))
+        return checks
+    checks.extend(_source_checks(settings))
     return checks
+
+
+def _source_checks(settings: wb_config.Settings) -> list[tuple[str, bool, str]]:
+    """One line per source of the tag dictionary: a collector that stopped reporting fails."""
+    from workbench.sources.cli import source_health
+
+    if not settings.tags_path.exists():
+        return [("tag dictionary", True, f"{settings.tags_path} not found: no shop-floor collection")]
+    try:
+        rows = source_health(tags=settings.tags_path)
+    except WorkbenchError as exc:
+        return [("tag dictionary", False, str(exc))]
+    out: list[tuple[str, bool, str]] = [
+        ("tag dictionary", True, f"{settings.tags_path}, {len(rows)} source(s)")]
+    for r in rows:
+        what = f"source {r['source']} ({r['protocol']})"
+        if r["status"] == "NO DATA":
+            out.append((what, True, "nothing collected yet (is `workbench collect` running?)"))
+        else:
+            detail = (f"newest data {r['newest']}, lag {r['lag']}, heartbeat {r['heartbeat']}, "
+                      f"{r['dead_24h']} dead letter(s) in 24 h")
+            ok = r["status"] == "ok"
+            hint = f"STALE — {detail}: check `workbench collect` and its log"
+            out.append((what, ok, detail if ok else hint))
+    return out
 
 
 @app.command()
