@@ -42,12 +42,14 @@ lab: venv
 	$(BIN)/workbench lab
 
 # Watch data arrive: the simulated plant's PLCs (KEPServerEX MQTT, OPC UA, Modbus) at 60x, and the
-# collector writing into the configured warehouse. Ctrl-C stops both.
+# collector writing into data/live.duckdb (a warehouse of its own, so the demo plant's history is not
+# mixed with it; WORKBENCH_DATABASE_URL still wins). Ctrl-C stops both.
 plant: venv
-	$(BIN)/workbench db init
-	$(BIN)/workbench simulate serve --speed 60 --tags-out data/simulated/tags.yaml & sim=$$!; \
-	trap "kill $$sim 2>/dev/null" EXIT INT TERM; sleep 15; \
-	$(BIN)/workbench collect --tags data/simulated/tags.yaml
+	export WORKBENCH_DUCKDB_PATH=$${WORKBENCH_DUCKDB_PATH:-data/live.duckdb}; \
+	$(BIN)/workbench db init && \
+	{ $(BIN)/workbench simulate serve --speed 60 --tags-out data/simulated/tags.yaml & sim=$$!; \
+	  trap "kill $$sim 2>/dev/null" EXIT INT TERM; sleep 15; \
+	  $(BIN)/workbench collect --tags data/simulated/tags.yaml; }
 
 # Re-resolve the pins on a scratch venv (needs the package registry); review the diff.
 lock:
