@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from workbench.errors import SourceError, StoreError
 from workbench.ingest.stream import Normalizer, Rows
-from workbench.sources.base import Batch, Connector, ms_to_datetime, now_ms
+from workbench.sources.base import Batch, Connector, Gap, ms_to_datetime, now_ms
 from workbench.sources.spool import Forwarder, Spool, SpoolFullError
 from workbench.sources.tags import TagDictionary
 
@@ -109,11 +109,29 @@ class Collector:
         self.stats: Counter = Counter()
         self.errors: Counter = Counter()
         self.connectors: dict[str, Connector] = {}
+        # Sources whose first batch after this start still has to be checked for a downtime gap.
+        self._fresh = {s for s in self.sources if tags.sources[s].protocol != "mqtt"}
         self._warehouse_down_since: float | None = None
 
     # -- one batch ------------------------------------------------------------------------------
+    def _downtime_gap(self, batch: Batch) -> None:
+        """Add the time this collector was not running as a gap, for sources that do not keep it.
+
+        An MQTT broker keeps the session's messages while the collector is away, so nothing is
+        missing; an OPC UA server or a Modbus device only has the present: from the last reading
+        before the stop to the first after the start, their machines are ``no_data``.
+        """
+        if batch.source not in self._fresh or not batch.readings:
+            return
+        self._fresh.discard(batch.source)
+        last = self.normalizer.state.get("source_last", {}).get(batch.source)
+        first = min((r.time_ms for r in batch.readings if isinstance(r.time_ms, int)), default=None)
+        if last is not None and first is not None and first > last:
+            batch.gaps.insert(0, Gap(batch.source, last, first, "the collector was not running"))
+
     async def handle(self, batch: Batch) -> Rows:
         """Normalise, spool (waiting while the spool is full), then acknowledge one batch."""
+        self._downtime_gap(batch)
         while True:
             rows = self.normalizer.process(batch)
             try:
