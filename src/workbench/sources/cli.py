@@ -67,9 +67,16 @@ def collect_command(
     _logging(verbose)
     dictionary = load_tags(tags or settings.tags_path)
     opener, keep_open = _warehouse_opener(settings)
-    with opener() as wh:
-        wh.init_schema()
-        reasons = reason_code_map(wh)
+    reasons: dict[str, tuple[str, bool]] = {}
+    try:
+        with opener() as wh:
+            wh.init_schema()
+            reasons = reason_code_map(wh)
+    except Exception as exc:
+        # A collector must start while the warehouse is down (a reboot, maintenance): it spools, and the
+        # forwarder writes once the warehouse is back. Reason categories are filled from then on.
+        log.warning("warehouse not reachable at start (%s); collecting into the spool until it is",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     sp = spool_for(spool or settings.spool_file, max_mb=settings.spool_max_mb)
     collector = Collector(
         dictionary, spool=sp, open_warehouse=opener, keep_open=keep_open, reason_codes=reasons, sources=source
