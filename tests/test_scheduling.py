@@ -51,3 +51,12 @@ def test_a_schedule_says_what_is_wrong_or_its_next_run(status, ok: bool, says: s
 def test_an_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="cannot be asked about schedules"):
         scheduling.schedule_status("http://127.0.0.1:9/api", [], timeout_s=2)
+
+
+def test_prefect_temporary_server_gets_time_to_start_unless_the_plant_says_otherwise():
+    # Prefect's default wait (20 s) is what its temporary server needs here: runs failed now and then.
+    from workbench.scheduling import quiet_prefect
+
+    assert quiet_prefect({})["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "180"
+    env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60"}
+    assert quiet_prefect(env)["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "60"

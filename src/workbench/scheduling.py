@@ -20,13 +20,18 @@ from workbench.pipelines import Pipeline
 
 #: Nothing of the workbench may call out of the plant's network.
 NO_TELEMETRY = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+#: Prefect's temporary server takes about 20 s to start on a 2-core plant server, more on its first
+#: start (database migrations) — exactly Prefect's default wait of 20 s, so `workbench run` failed
+#: now and then with "Timed out while attempting to connect to ephemeral Prefect API server".
+EPHEMERAL_STARTUP = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
 
 
 def quiet_prefect(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Switch Prefect's usage telemetry off in ``environ`` (default: this process's) unless the
-    plant set the variables itself; returns the environment."""
+    """Switch Prefect's usage telemetry off in ``environ`` (default: this process's) and give its
+    temporary server time to start, unless the plant set the variables itself; returns the
+    environment."""
     env = os.environ if environ is None else environ
-    for key, value in NO_TELEMETRY.items():
+    for key, value in {**NO_TELEMETRY, **EPHEMERAL_STARTUP}.items():
         env.setdefault(key, value)
     return env  # type: ignore[return-value]
 
