@@ -72,3 +72,23 @@ def expected_telemetry_rows(image: PlcImage, machines: list[str]) -> int:
 def collector_log(home: Path) -> str:
     path = home / "collect.log"
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def join_states(states: pd.DataFrame) -> pd.DataFrame:
+    """Contiguous intervals of the same state as one interval."""
+    new = (states["state"] != states["state"].shift()) | (states["time_start"] != states["time_end"].shift())
+    return states[new.to_numpy()]
+
+
+def truth_states(image: PlcImage) -> pd.DataFrame:
+    """State changes as the scans show them (the image), as intervals: the reference for states."""
+    from workbench.simulate.plc import STATE_CODES
+
+    names = {v: k for k, v in STATE_CODES.items()}
+    rows = []
+    for m, img in image.machines.items():
+        change = [0] + [k for k in range(1, len(image.times)) if img.state[k] != img.state[k - 1]]
+        # Every interval, the last (still open at the end of the image) included.
+        for a in change:
+            rows.append((m, pd.Timestamp(int(image.times[a]), unit="ms", tz="UTC"), names[int(img.state[a])]))
+    return pd.DataFrame(rows, columns=["machine_id", "time_start", "state"])

@@ -25,8 +25,10 @@ from tests.sources.collect_support import (
     collector_log,
     compare_counts,
     expected_telemetry_rows,
+    join_states,
     start_collector,
     stop_collector,
+    truth_states,
     wait_for,
 )
 
@@ -168,9 +170,9 @@ def test_a_production_day_reconciles_with_the_ground_truth(
     assert dead == 0
     # State intervals match the simulator's within one scan (10 s); 15-minute checkpoints split long
     # intervals, so contiguous pieces of one state are joined first.
-    truth = _truth_states(image_day)
+    truth = truth_states(image_day)
     for m in machines:
-        got = _join(states[states["machine_id"] == m].sort_values("time_start"))
+        got = join_states(states[states["machine_id"] == m].sort_values("time_start"))
         exp = truth[truth["machine_id"] == m]
         assert list(got["state"]) == list(exp["state"][: len(got)])
         offsets = got["time_start"].to_numpy()[1:] - exp["time_start"].to_numpy()[1 : len(got)]
@@ -197,26 +199,6 @@ def test_a_production_day_reconciles_with_the_ground_truth(
     assert len(diff) == len(machines) and diff.notna().all() and (diff <= 0.5).all(), pd.DataFrame(
         {"collected": ours["oee"], "truth": truth["oee"], "pp": diff}
     )
-
-
-def _join(states):
-    """Contiguous intervals of the same state as one interval."""
-    new = (states["state"] != states["state"].shift()) | (states["time_start"] != states["time_end"].shift())
-    return states[new.to_numpy()]
-
-
-def _truth_states(image: PlcImage):
-    """State changes as the scans show them (the image), as intervals: the reference for states."""
-    from workbench.simulate.plc import STATE_CODES
-
-    names = {v: k for k, v in STATE_CODES.items()}
-    rows = []
-    for m, img in image.machines.items():
-        change = [0] + [k for k in range(1, len(image.times)) if img.state[k] != img.state[k - 1]]
-        # Every interval, the last (still open at the end of the image) included.
-        for a in change:
-            rows.append((m, pd.Timestamp(int(image.times[a]), unit="ms", tz="UTC"), names[int(img.state[a])]))
-    return pd.DataFrame(rows, columns=["machine_id", "time_start", "state"])
 
 
 # -- faults, with the collector as its own process ------------------------------------------------

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from tests.sources.collect_support import compare_counts
+from tests.sources.collect_support import compare_counts, join_states, truth_states
 
 from workbench.simulate import PlantConfig, simulate_plant
 from workbench.simulate.broker import free_port
@@ -25,8 +25,8 @@ SPEED = 240.0  # a 10 s scan every 42 ms: the OPC UA subscription and a 20 ms Mo
 
 
 @pytest.fixture(scope="module")
-def image():
-    plant = simulate_plant(
+def plant():
+    return simulate_plant(
         PlantConfig(
             seed=5,
             n_machines=4,
@@ -37,7 +37,18 @@ def image():
             telemetry_interval_s=10,
         )
     )
+
+
+@pytest.fixture(scope="module")
+def image(plant):
+    """Two plant hours (the fault tests)."""
     return PlcImage.from_plant(plant, scan_s=10, start=pd.Timestamp("2026-11-16 14:00", tz="UTC"), hours=2)
+
+
+@pytest.fixture(scope="module")
+def image8(plant):
+    """Eight plant hours from 06:00 plant time (the reconciliation)."""
+    return PlcImage.from_plant(plant, scan_s=10, start=pd.Timestamp("2026-11-16 12:00", tz="UTC"), hours=8)
 
 
 def _collect(image: PlcImage, tmp_path, fault=None):
@@ -94,14 +105,24 @@ def _collect(image: PlcImage, tmp_path, fault=None):
         return wh.read("production_events"), wh.read("machine_states"), collector
 
 
-def test_opcua_and_modbus_counts_reconcile_exactly(image, tmp_path):
+def test_opcua_and_modbus_counts_reconcile_exactly_over_eight_hours(image8, tmp_path):
+    image = image8
     production, states, collector = _collect(image, tmp_path)
     diff = compare_counts(image, production, ["M01", "M02", "M03", "M04"], since_ms=collector.first_ms)
     # The last scans may not be stored before the stop: compare hours the image finished.
     last_hour = pd.Timestamp(image.end_ms, unit="ms", tz="UTC").floor("h")
     assert diff[diff["hour"] < last_hour].empty, diff
-    assert set(states["machine_id"]) == {"M01", "M02", "M03", "M04"}
     assert collector.stats["dead_letters"] == 0
+    # State intervals: the simulator's, within one scan, after the collector's first reading.
+    truth = truth_states(image)
+    for m in ("M01", "M02", "M03", "M04"):
+        got = join_states(states[states["machine_id"] == m].sort_values("time_start"))
+        exp = truth[(truth["machine_id"] == m)]
+        exp = exp[exp["time_start"] > got["time_start"].iloc[0]]
+        got = got.iloc[1:]  # the first interval starts at the collector's first reading
+        assert list(got["state"]) == list(exp["state"][: len(got)]), m
+        offsets = got["time_start"].to_numpy() - exp["time_start"].to_numpy()[: len(got)]
+        assert (abs(offsets.astype("timedelta64[ms]").astype(int)) <= image.scan_ms).all(), m
 
 
 def test_a_restarted_opcua_server_is_no_data_then_collection_resumes(image, tmp_path):
