@@ -8,7 +8,6 @@ simulator's ground truth. Every fault test ends with the stored counts equal to 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import time
 import uuid
@@ -32,7 +31,6 @@ from tests.sources.collect_support import (
     wait_for,
 )
 
-from workbench.simulate import PlantConfig, simulate_plant
 from workbench.simulate.kepware import KepwarePublisher
 from workbench.simulate.plc import PlcImage, tag_dictionary_yaml
 from workbench.sources.collector import Collector
@@ -50,21 +48,6 @@ def broker(tmp_path_factory):
 
     with MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) as b:
         yield b
-
-
-@pytest.fixture(scope="module")
-def plant():
-    return simulate_plant(
-        PlantConfig(
-            seed=5,
-            n_machines=4,
-            n_lines=2,
-            days=2,
-            start=dt.date(2026, 11, 16),
-            collector_outages=False,
-            telemetry_interval_s=10,
-        )
-    )
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,11 @@ collector's view of a restarted OPC UA server and of a Modbus device that stops 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import pandas as pd
 import pytest
 from tests.sources.collect_support import compare_counts, join_states, truth_states
 
-from workbench.simulate import PlantConfig, simulate_plant
 from workbench.simulate.broker import free_port
 from workbench.simulate.modbus_server import ModbusPlcServer
 from workbench.simulate.opcua_server import OpcUaPlcServer
@@ -22,21 +20,6 @@ from workbench.store import DuckDBWarehouse
 
 pytestmark = pytest.mark.slow
 SPEED = 240.0  # a 10 s scan every 42 ms: the OPC UA subscription and a 20 ms Modbus poll see every scan
-
-
-@pytest.fixture(scope="module")
-def plant():
-    return simulate_plant(
-        PlantConfig(
-            seed=5,
-            n_machines=4,
-            n_lines=2,
-            days=2,
-            start=dt.date(2026, 11, 16),
-            collector_outages=False,
-            telemetry_interval_s=10,
-        )
-    )
 
 
 @pytest.fixture(scope="module")
