@@ -34,7 +34,7 @@ def image8(plant):
     return PlcImage.from_plant(plant, scan_s=10, start=pd.Timestamp("2026-11-16 12:00", tz="UTC"), hours=8)
 
 
-def _collect(image: PlcImage, tmp_path, fault=None):
+def _collect(image: PlcImage, tmp_path, fault=None, *, speed: float = SPEED):
     opc_port, mb_port = free_port(), free_port()
     text = tag_dictionary_yaml(
         opcua=["M01", "M02"],
@@ -55,8 +55,8 @@ def _collect(image: PlcImage, tmp_path, fault=None):
     collector = Collector(tags, spool=spool, open_warehouse=lambda: DuckDBWarehouse(path), health_s=2.0)
 
     async def main() -> None:
-        opc = OpcUaPlcServer(image, port=opc_port, speed=SPEED)
-        mb = ModbusPlcServer(image, port=mb_port, speed=SPEED, machines=["M03", "M04"], clock=opc.clock)
+        opc = OpcUaPlcServer(image, port=opc_port, speed=speed)
+        mb = ModbusPlcServer(image, port=mb_port, speed=speed, machines=["M03", "M04"], clock=opc.clock)
         await opc.start()
         await mb.start()
         stop = asyncio.Event()
@@ -90,7 +90,9 @@ def _collect(image: PlcImage, tmp_path, fault=None):
 
 def test_opcua_and_modbus_counts_reconcile_exactly_over_eight_hours(image8, tmp_path):
     image = image8
-    production, states, collector = _collect(image, tmp_path)
+    # Slower than the fault tests: a 10 s scan lasts 62 ms, three 20 ms Modbus polls, so a poll delayed
+    # by a busy machine still sees every scan (a missed scan moves parts across an hour boundary).
+    production, states, collector = _collect(image, tmp_path, speed=160.0)
     diff = compare_counts(image, production, ["M01", "M02", "M03", "M04"], since_ms=collector.first_ms)
     # The last scans may not be stored before the stop: compare hours the image finished.
     last_hour = pd.Timestamp(image.end_ms, unit="ms", tz="UTC").floor("h")
