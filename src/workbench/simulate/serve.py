@@ -1,4 +1,5 @@
-"""``workbench simulate serve``: the simulated plant's PLCs on 127.0.0.1, in real or accelerated time."""
+"""``workbench simulate serve``: the simulated plant's PLCs on 127.0.0.1, in real or accelerated time,
+and its business APIs (MachineMetrics-shaped, ERP) with the wall clock."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import datetime as dt
 import logging
 import math
 import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +158,173 @@ async def _serve(
             plant = dt.datetime.fromtimestamp(clocks[0].plant_ms() / 1000, dt.UTC)
             log.info("plant time %s", plant.isoformat(timespec="seconds"))
     log.info("simulators stopped")
+
+
+# -- the business APIs: MachineMetrics-shaped and ERP ---------------------------------------------------
+
+
+def api_plant_config(*, machines: int, days: int, seed: int, timezone: str, site: str,
+                     today: dt.date | None = None) -> PlantConfig:
+    """The plant behind the served APIs: ``days`` days of history up to today, and today itself.
+
+    The horizon runs from 06:00 plant time ``days`` days ago to 06:00 tomorrow, so that with the
+    wall clock as the API's clock the current production day fills in as real time passes.
+    """
+    from zoneinfo import ZoneInfo
+
+    from workbench.errors import ConfigError
+
+    if days < 1:
+        raise ConfigError(f"--days must be at least 1, got {days}")
+    today = today or dt.datetime.now(ZoneInfo(timezone)).date()
+    return PlantConfig(
+        seed=seed,
+        n_machines=machines,
+        n_lines=max(1, min(3, machines)),
+        start=today - dt.timedelta(days=days),
+        days=days + 1,
+        timezone=timezone,
+        site=site,
+        telemetry=False,
+        cycle_events=False,
+    )
+
+
+@contextlib.contextmanager
+def api_servers(
+    *,
+    machinemetrics: bool,
+    erp: bool,
+    machines: int,
+    days: int,
+    seed: int,
+    mm_port: int,
+    erp_port: int,
+    erp_admin_url: str | None,
+    settings: Any,
+) -> Iterator[dict[str, str]]:
+    """Serve the MachineMetrics-shaped API and/or the ERP (installed into PostgreSQL) during the block.
+
+    Yields the environment a plant would set to sync from them (``WORKBENCH_MM_BASE_URL``,
+    ``WORKBENCH_MM_API_KEY``, ``WORKBENCH_ERP_DATABASE_URL``, ``WORKBENCH_ERP_BASE_URL``,
+    ``WORKBENCH_ERP_API_KEY``). The API keys are random per start unless ``WORKBENCH_MM_API_KEY``
+    / ``WORKBENCH_ERP_API_KEY`` are set in the environment.
+
+    Raises
+    ------
+    ConfigError
+        When the ERP is asked for without a PostgreSQL URL to install it with.
+    """
+    import os
+    import secrets
+
+    from workbench.errors import ConfigError
+    from workbench.simulate import simulate_plant
+    from workbench.simulate.http import ServedApp
+
+    if erp and not erp_admin_url:
+        raise ConfigError("the ERP simulator needs PostgreSQL: give --erp-admin-url")
+    cfg = api_plant_config(machines=machines, days=days, seed=seed, timezone=settings.plant_timezone,
+                           site=settings.site)
+    plant = simulate_plant(cfg)
+    env: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        if machinemetrics:
+            from workbench.simulate.machinemetrics import machinemetrics_app
+
+            key = os.environ.get("WORKBENCH_MM_API_KEY") or secrets.token_urlsafe(24)
+            app = machinemetrics_app(plant, api_key=key, now=lambda: dt.datetime.now(dt.UTC))
+            served = stack.enter_context(ServedApp(app, port=mm_port))
+            env["WORKBENCH_MM_BASE_URL"] = served.url
+            env["WORKBENCH_MM_API_KEY"] = key
+        if erp:
+            from workbench.simulate.erp import erp_rest_app, install_erp
+
+            assert erp_admin_url is not None
+            reader = install_erp(erp_admin_url, plant)
+            key = os.environ.get("WORKBENCH_ERP_API_KEY") or secrets.token_urlsafe(24)
+            served = stack.enter_context(ServedApp(erp_rest_app(reader, api_key=key), port=erp_port))
+            env["WORKBENCH_ERP_DATABASE_URL"] = reader
+            env["WORKBENCH_ERP_BASE_URL"] = served.url
+            env["WORKBENCH_ERP_API_KEY"] = key
+        log.info(
+            "business APIs of a plant of %d machines, %d days from %s (%s): %s",
+            machines,
+            days,
+            cfg.start.isoformat(),
+            cfg.timezone,
+            ", ".join(k for k, on in (("MachineMetrics", machinemetrics), ("ERP", erp)) if on),
+        )
+        yield env
+    log.info("business API simulators stopped")
+
+
+def print_env(env: dict[str, str]) -> None:
+    """Print ``KEY=value`` lines (ready for ``.env``) of the environment a plant would set."""
+    print("# a plant syncing from these simulators sets (e.g. in .env):", flush=True)
+    for key, value in env.items():
+        print(f"{key}={value}", flush=True)
+
+
+def serve_apis(
+    *,
+    machinemetrics: bool,
+    erp: bool,
+    machines: int,
+    days: int,
+    seed: int,
+    mm_port: int,
+    erp_port: int,
+    erp_admin_url: str | None,
+    settings: Any,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve the business APIs of a simulated plant until SIGTERM / Ctrl-C.
+
+    Simulates ``machines`` machines over ``days`` days up to now (plus today, filling in with the
+    wall clock: see :func:`api_plant_config`), serves the MachineMetrics-shaped API on ``mm_port``
+    and/or installs the ERP tables with ``erp_admin_url`` and serves its REST face on
+    ``erp_port``, prints the environment a plant would set to sync from them, and blocks.
+
+    Parameters
+    ----------
+    machinemetrics, erp : bool
+        Which APIs to serve.
+    machines, days, seed : int
+        The simulated plant.
+    mm_port, erp_port : int
+        Ports on 127.0.0.1.
+    erp_admin_url : str, optional
+        PostgreSQL URL allowed to create the ERP schema and its read-only role (required with ``erp``).
+    settings : workbench.config.Settings
+        Plant time zone and site.
+    stop : threading.Event, optional
+        Stop when it is set instead of on a signal (for callers outside the main thread).
+    """
+    with api_servers(
+        machinemetrics=machinemetrics,
+        erp=erp,
+        machines=machines,
+        days=days,
+        seed=seed,
+        mm_port=mm_port,
+        erp_port=erp_port,
+        erp_admin_url=erp_admin_url,
+        settings=settings,
+    ) as env:
+        print_env(env)
+        _wait_for_stop(stop)
+
+
+def _wait_for_stop(stop: threading.Event | None) -> None:
+    if stop is None:
+        stop = threading.Event()
+        handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    else:
+        stop.wait()
