@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     spool_path: Path | None = Field(default=None, description="collector spool (SQLite); default "
                                     "<data_dir>/spool/collector.sqlite")
     spool_max_mb: float = Field(default=2048.0, gt=0, description="bound of the collector spool, MB")
+    # MachineMetrics and ERP syncs (workbench sync, pipelines/machinemetrics_sync.yaml, erp_sync.yaml).
+    mm_base_url: str | None = Field(default=None, description="MachineMetrics API, e.g. "
+                                    "https://api.machinemetrics.com")
+    mm_api_key: SecretStr | None = Field(default=None, description="MachineMetrics API key (bearer)")
+    erp_adapter: str = Field(default="sql", description="sql (read-only PostgreSQL) or rest")
+    erp_database_url: SecretStr | None = Field(default=None, description="the ERP's PostgreSQL, read-only "
+                                               "role: postgresql://reader:PASSWORD@erp-host/erp")
+    erp_base_url: str | None = Field(default=None, description="the ERP's REST API")
+    erp_api_key: SecretStr | None = Field(default=None, description="the ERP REST API key (bearer)")
+    erp_mapping_file: Path | None = Field(default=None, description="ERP tables and columns; default "
+                                          "<home>/pipelines/plant/erp.yaml")
+    # A source without a successful sync or heartbeat for this long is stale: an alert, and a
+    # warning at the top of the daily report.
+    source_stale_min: float = Field(default=15.0, gt=0, description="minutes before a silent source is stale")
     # Mail: with no SMTP host, messages are written to <reports>/outbox/*.eml instead of sent.
     smtp_host: str | None = Field(default=None, description="SMTP server; unset: write .eml files")
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -94,6 +108,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')") from None
+        return value
+
+    @field_validator("erp_adapter")
+    @classmethod
+    def _erp_adapter(cls, value: str) -> str:
+        if value not in ("sql", "rest"):
+            raise ValueError("must be sql or rest")
         return value
 
     @field_validator("timescale")
@@ -123,6 +144,11 @@ class Settings(BaseSettings):
     def tags_path(self) -> Path:
         """The tag dictionary of the shop-floor collector."""
         return (self.tags_file or self.home / "pipelines" / "plant" / "tags.yaml").resolve()
+
+    @property
+    def erp_mapping_path(self) -> Path:
+        """Which ERP tables and columns the ERP sync reads."""
+        return (self.erp_mapping_file or self.home / "pipelines" / "plant" / "erp.yaml").resolve()
 
     @property
     def spool_file(self) -> Path:

@@ -28,9 +28,15 @@ import yaml
 
 from workbench.errors import ConfigError
 
-KINDS = ("report", "oee_rollup")
+KINDS = ("report", "oee_rollup", "machinemetrics_sync", "erp_sync")
+#: Pipeline kind → the source it syncs.
+SYNC_SOURCES = {"machinemetrics_sync": "machinemetrics", "erp_sync": "erp"}
 _TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "email", "thresholds",
-             "concurrency", "retries", "baseline_days", "lookback_hours", "enabled", "notify_on_failure"}
+             "concurrency", "retries", "baseline_days", "lookback_hours", "enabled", "notify_on_failure",
+             "sync"}
+_SYNC_KEYS = {"overlap", "initial_backfill", "chunk", "page_size", "request_timeout_s", "workers",
+              "machines", "entities"}
+_DURATION_UNITS = {**{"s": 1, "m": 60, "h": 3600}, "d": 86400}
 _SCHEDULE_KEYS = {"cron", "interval", "timezone"}
 _INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600}
 #: Shortest interval schedule: a flow run every few seconds would be a service, not a schedule.
@@ -61,6 +67,91 @@ class EmailSpec:
 
 
 @dataclass(frozen=True)
+class SyncSpec:
+    """How a sync pipeline fetches (the ``sync:`` block of a ``*_sync`` pipeline).
+
+    Attributes
+    ----------
+    overlap : timedelta
+        Each run starts this long before the stream's watermark, to pick up late data.
+    initial_backfill : timedelta or None
+        How far back a stream without a watermark starts (``None``: everything the source has).
+    chunk : timedelta
+        Largest time window of one request (and one commit).
+    page_size : int
+        Records per page requested.
+    request_timeout_s : float
+        Timeout of one HTTP request.
+    workers : int
+        Streams fetched at once.
+    machines : tuple of str
+        MachineMetrics only: sync these machines (empty: every machine the API lists).
+    entities : tuple of str
+        ERP only: sync these entities (empty: every entity of the mapping file).
+    """
+
+    overlap: dt.timedelta = dt.timedelta(minutes=60)
+    initial_backfill: dt.timedelta | None = dt.timedelta(days=7)
+    chunk: dt.timedelta = dt.timedelta(days=1)
+    page_size: int = 1000
+    request_timeout_s: float = 30.0
+    workers: int = 4
+    machines: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
+
+
+def parse_duration(where: str, text: object, *, allow_zero: bool = True) -> dt.timedelta:
+    """``"90s"``, ``"60m"``, ``"2h"``, ``"7d"`` as a timedelta.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where`` for anything else.
+    """
+    raw = str(text).strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in _DURATION_UNITS else (raw, "?")
+    if isinstance(text, bool) or unit == "?" or not number.isdigit() or (not allow_zero and int(number) == 0):
+        raise ConfigError(f"{where} must look like 90s, 60m, 2h or 7d{'' if allow_zero else ' (not 0)'}, "
+                          f"not {text!r}")
+    return dt.timedelta(seconds=int(number) * _DURATION_UNITS[unit])
+
+
+def _sync_spec(where: str, kind: str, raw: Any) -> SyncSpec:
+    data = _mapping(f"{where}: sync", raw)
+    _unknown(f"{where}: sync", data, _SYNC_KEYS)
+    if kind != "machinemetrics_sync" and "machines" in data:
+        raise ConfigError(f"{where}: sync.machines is for machinemetrics_sync pipelines")
+    if kind != "erp_sync" and "entities" in data:
+        raise ConfigError(f"{where}: sync.entities is for erp_sync pipelines")
+    default = SyncSpec(overlap=dt.timedelta(minutes=60 if kind == "machinemetrics_sync" else 15))
+    initial = data.get("initial_backfill", "7d")
+    names = {}
+    for key in ("machines", "entities"):
+        value = data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: sync.{key} must be a list of names, got {value!r}")
+        names[key] = tuple(value)
+
+    def count(key: str, default: int, low: int = 1) -> int:
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{where}: sync.{key} must be a whole number ≥ {low}, got {value!r}")
+        return value
+
+    timeout = data.get("request_timeout_s", default.request_timeout_s)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError(f"{where}: sync.request_timeout_s must be a number of seconds > 0, got {timeout!r}")
+    overlap = data.get("overlap")
+    return SyncSpec(
+        overlap=default.overlap if overlap is None else parse_duration(f"{where}: sync.overlap", overlap),
+        initial_backfill=None if initial in (None, "all") else parse_duration(
+            f"{where}: sync.initial_backfill (or 'all')", initial, allow_zero=False),
+        chunk=parse_duration(f"{where}: sync.chunk", data.get("chunk", "1d"), allow_zero=False),
+        page_size=count("page_size", default.page_size), request_timeout_s=float(timeout),
+        workers=count("workers", default.workers), **names)
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """A scheduled pipeline read from ``pipelines/<name>.yaml``."""
 
@@ -81,6 +172,12 @@ class Pipeline:
     enabled: bool = True
     interval: dt.timedelta | None = None
     notify_on_failure: tuple[str, ...] = ()
+    sync: SyncSpec | None = None
+
+    @property
+    def sync_source(self) -> str | None:
+        """The source a sync pipeline syncs (``machinemetrics``, ``erp``), else ``None``."""
+        return SYNC_SOURCES.get(self.kind)
 
     @property
     def schedule_text(self) -> str:
@@ -247,8 +344,12 @@ def load_pipeline(path: Path, *, home: Path, default_timezone: str) -> Pipeline:
             raise ConfigError(f"{where}: {key} must be a whole number ≥ 0, got {value!r}")
         return value
 
+    if "sync" in data and kind not in SYNC_SOURCES:
+        raise ConfigError(f"{where}: a sync block belongs to a {' or '.join(SYNC_SOURCES)} pipeline")
+    sync = _sync_spec(where, kind, data.get("sync")) if kind in SYNC_SOURCES else None
+
     return Pipeline(
-        name=path.stem, source=path, kind=kind, cron=cron, timezone=tz,
+        name=path.stem, source=path, sync=sync, kind=kind, cron=cron, timezone=tz,
         description=str(data.get("description", "")), parameters=dict(common), notebooks=tuple(notebooks),
         email=email, thresholds=(good, watch), concurrency=max(1, positive_int("concurrency", 2)),
         retries=positive_int("retries", 2), baseline_days=positive_int("baseline_days", 14),

@@ -189,6 +189,14 @@ _register(Table(
     key=("part_number",), on_conflict="update", doc="part master (families for yield roll-ups)"))
 
 _register(Table(
+    "bom", "dimension",
+    (_c("parent_part", "text", False), _c("component_part", "text", False),
+     _c("qty_per", "double", False, "component quantity per parent unit"), _c("uom", "text"),
+     _c("source", "text", False)),
+    key=("parent_part", "component_part"), on_conflict="update",
+    doc="bill of materials (ERP, read-only source)"))
+
+_register(Table(
     "part_rates", "dimension",
     (_c("machine_id", "text", False), _c("part_number", "text", False),
      _c("ideal_cycle_time_s", "double", False), _c("source", "text", False)),
@@ -351,6 +359,16 @@ _register(Table(
      _c("reason", "text", False), _c("payload", "json")),
     key=("dead_letter_id",), time_column="received_at", on_conflict="ignore",
     doc="rows rejected by ingest, with the reason and where they came from"))
+
+_register(Table(
+    "sync_runs", "operational",
+    (_c("run_id", "text", False), _c("source", "text", False), _c("started_at", "timestamptz", False),
+     _c("finished_at", "timestamptz"), _c("status", "text", False, "ok / failed"),
+     _c("fetched", "bigint"), _c("written", "bigint"), _c("unchanged", "bigint"),
+     _c("dead_lettered", "bigint"), _c("entities", "json", doc="counts per entity"),
+     _c("error", "text", doc="why the run failed")),
+    key=("run_id",), time_column="started_at", on_conflict="update",
+    doc="one row per MachineMetrics / ERP sync run: what it fetched and wrote, or why it failed"))
 
 _register(Table(
     "ingest_watermarks", "operational",
