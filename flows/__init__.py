@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from flows.hourly import hourly_oee
 from flows.report import daily_report
+from flows.sync import erp_sync, machinemetrics_sync
 
 #: flow per pipeline kind (pipelines/*.yaml ``kind:``)
-FLOWS = {"report": daily_report, "oee_rollup": hourly_oee}
+FLOWS = {"report": daily_report, "oee_rollup": hourly_oee, "machinemetrics_sync": machinemetrics_sync,
+         "erp_sync": erp_sync}
 
-__all__ = ["FLOWS", "daily_report", "deployments", "hourly_oee"]
+__all__ = ["FLOWS", "daily_report", "deployments", "erp_sync", "hourly_oee", "machinemetrics_sync"]
 
 
 def schedule(p):

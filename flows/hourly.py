@@ -7,6 +7,7 @@ import datetime as dt
 from prefect import flow, task
 
 from flows import hooks
+from flows.sync import check_sources
 from workbench import config, jobs, pipelines
 from workbench.store import WriteResult, open_warehouse
 
@@ -32,4 +33,5 @@ def hourly_oee(pipeline: str = "hourly_oee", until: str | None = None) -> dict[s
     end = end.replace(minute=0, second=0, microsecond=0)
     hooks.name_run(p, what=f"until {end.astimezone(settings.tz):%Y-%m-%d %H:%M %Z}")
     result = roll_up.with_options(retries=p.retries)(end - dt.timedelta(hours=p.lookback_hours), end)
+    check_sources()  # hourly, whatever else runs: a source that stopped becomes an alert within the hour
     return {"written": result.written, "unchanged": result.unchanged}

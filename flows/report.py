@@ -84,7 +84,9 @@ def build_report(pipeline: Pipeline, data: runs.RunData, sections: list[reports.
     settings = config.settings()
     return reports.build_report(
         sections, report_dir=runs.run_dir(settings, pipeline, data.day), generated_at=dt.datetime.now(dt.UTC),
-        pages={page.name: page for page in pages}, **meta)
+        pages={page.name: page for page in pages},
+        source_warnings=data.summary.get("source_warnings", ()),  # type: ignore[arg-type]
+        **meta)
 
 
 @task(name="daily-summary")
@@ -104,7 +106,8 @@ def send_email(pipeline: Pipeline, data: runs.RunData, summary, report: reports.
     message = reports.compose_daily_email(
         summary, report=report, report_url=runs.report_url(settings, pipeline, data.day), warnings=warnings,
         sender=settings.mail_from, recipients=list(pipeline.email.recipients),  # type: ignore[union-attr]
-        subject_prefix=pipeline.email.subject_prefix, images=images)  # type: ignore[union-attr]
+        subject_prefix=pipeline.email.subject_prefix, images=images,  # type: ignore[union-attr]
+        source_warnings=data.summary.get("source_warnings", ()))  # type: ignore[arg-type]
     marker = runs.run_dir(settings, pipeline, data.day) / "email.sent.json"
     return reports.deliver(message, settings=settings, outbox=settings.reports_path / "outbox", marker=marker)
 

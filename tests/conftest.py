@@ -58,6 +58,16 @@ def use_home(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (it takes ~20 s to start), shared by
+    every test that runs a flow (tests/flows, the report e-mail's end-to-end test)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
 def pg_url() -> str:
     """URL of the test PostgreSQL server (fails in CI, skips elsewhere when unreachable)."""
     return _pg_or_fail()

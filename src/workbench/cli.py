@@ -24,6 +24,7 @@ from workbench.errors import WorkbenchError
 from workbench.sampling_cli import app as sampling_app
 from workbench.scheduling import quiet_prefect
 from workbench.sources.cli import collect_command, dlq_app, serve_command, sources_app
+from workbench.sources.sync_cli import sync_command
 from workbench.spc.cli import app as spc_app
 
 # Nothing of the workbench may call out of the plant's network: Prefect's temporary server would
@@ -39,6 +40,7 @@ app.add_typer(spc_app, name="spc")
 app.add_typer(sources_app, name="sources")
 app.add_typer(dlq_app, name="dlq")
 app.command("collect")(friendly(collect_command))
+app.command("sync")(friendly(sync_command))
 KERNEL_NAME = "workbench"
 
 
@@ -318,6 +320,16 @@ def serve_command() -> None:
     settings = wb_config.settings()
     found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
     flows = runs.load_flows(settings.home)
+    # A sync pipeline is served once its source is configured: the plant without MachineMetrics
+    # (or the demo) must not get a failed run and a failure e-mail every five minutes.
+    from workbench.sources.health import configured_sources
+
+    configured = configured_sources(settings)[1]
+    for p in list(found.values()):
+        if p.enabled and p.sync_source and not configured.get(p.sync_source):
+            err_console.print(f"{p.name}: not served — the {p.sync_source} connection is not configured "
+                              "(see .env.example)")
+            found.pop(p.name)
     deployments = flows.deployments(found)
     api = os.environ.get("PREFECT_API_URL", "")
     if not api:
@@ -598,27 +610,48 @@ def doctor_checks() -> list[tuple[str, bool, str]]:
 
 
 def _source_checks(settings: wb_config.Settings) -> list[tuple[str, bool, str]]:
-    """One line per source of the tag dictionary: a collector that stopped reporting fails."""
-    from workbench.sources.cli import source_health
+    """One line per source (the collector's, MachineMetrics, the ERP): a stale one fails."""
+    from workbench.sources import health
+    from workbench.store import open_reader
 
+    out: list[tuple[str, bool, str]] = []
     if not settings.tags_path.exists():
-        return [("tag dictionary", True, f"{settings.tags_path} not found: no shop-floor collection")]
+        out.append(("tag dictionary", True, f"{settings.tags_path} not found: no shop-floor collection"))
     try:
-        rows = source_health(tags=settings.tags_path)
+        collector, syncs = health.configured_sources(settings)
+        if settings.tags_path.exists():
+            out.append(("tag dictionary", True, f"{settings.tags_path}, {len(collector)} source(s)"))
+        now = dt.datetime.now(dt.UTC)
+        with open_reader(settings).held() as wh:
+            rows = health.source_health(wh, now=now, stale_min=settings.source_stale_min,
+                                        collector_sources=collector, sync_sources=syncs)
     except WorkbenchError as exc:
-        return [("tag dictionary", False, str(exc))]
-    out: list[tuple[str, bool, str]] = [
-        ("tag dictionary", True, f"{settings.tags_path}, {len(rows)} source(s)")]
-    for r in rows:
-        what = f"source {r['source']} ({r['protocol']})"
-        if r["status"] == "NO DATA":
-            out.append((what, True, "nothing collected yet (is `workbench collect` running?)"))
+        return [*out, ("sources", False, str(exc))]
+    tz = settings.tz
+    for h in rows:
+        what = f"source {h.source} ({h.kind.removeprefix('collector (').rstrip(')')})"
+        if h.status == "not configured" and h.kind == "sync":
+            out.append((what, True, "not configured (no connection settings, never run)"))
+            continue
+        if h.last_success is None and not h.stale:
+            out.append((what, True, "nothing collected yet (is `workbench collect` running?)"
+                        if h.kind != "sync" else "no successful sync yet"))
+            continue
+        silent = (now - h.last_success).total_seconds() / 60 if h.last_success else None
+        detail = ", ".join(filter(None, [
+            f"newest data {h.newest_data.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}" if h.newest_data else None,
+            f"lag {h.lag.total_seconds():.0f} s" if h.lag is not None else None,
+            (f"heartbeat {silent:.1f} min ago" if h.kind != "sync" else f"last success {silent:.1f} min ago")
+            if silent is not None else "never succeeded",
+            f"{h.errors} failed run(s)" if h.errors else None,
+            f"{h.dead_letters_24h} dead letter(s) in 24 h"]))
+        if h.stale:
+            hint = ("check `workbench collect` and its log" if h.kind != "sync"
+                    else f"check the {h.source} sync runs (Prefect UI) and `workbench sources status`")
+            last = f"; last error: {h.last_error}" if h.last_error else ""
+            out.append((what, False, f"STALE — {detail}{last}: {hint}"))
         else:
-            detail = (f"newest data {r['newest']}, lag {r['lag']}, heartbeat {r['heartbeat']}, "
-                      f"{r['dead_24h']} dead letter(s) in 24 h")
-            ok = r["status"] == "ok"
-            hint = f"STALE — {detail}: check `workbench collect` and its log"
-            out.append((what, ok, detail if ok else hint))
+            out.append((what, True, detail))
     return out
 
 

@@ -22,6 +22,7 @@ from workbench import jobs
 from workbench.config import Settings
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.pipelines import NotebookSpec, Pipeline
+from workbench.sources import health
 from workbench.store import DuckDBWarehouse, open_warehouse
 
 if TYPE_CHECKING:
@@ -119,6 +120,10 @@ def prepare_data(settings: Settings, pipeline: Pipeline, day: dt.date) -> RunDat
             raise WorkbenchError(f"{wh.location} has no production data: nothing to report for {day}")
         jobs.roll_up_oee_hourly(wh, start=start, end=end, tz=tz,
                                 micro_stop_threshold_s=settings.micro_stop_threshold_s)
+        # Before anything is reported: which sources were stale during the day or are now, so the
+        # report and the e-mail say up front which numbers are incomplete and why.
+        health.check_sources(wh, settings)
+        source_warnings = health.stale_notices(wh, start=start, end=end)
         extract = run_dir(settings, pipeline, day) / "data" / "extract.duckdb"
         copied = wh.export_extract(extract, tables=EXTRACT_TABLES,
                                    start=start - dt.timedelta(days=pipeline.baseline_days), end=end)
@@ -126,6 +131,7 @@ def prepare_data(settings: Settings, pipeline: Pipeline, day: dt.date) -> RunDat
     return RunData(day, start, end, extract, {
         "source": source, "rows": copied, "report_start": start.isoformat(), "report_end": end.isoformat(),
         "extract_start": (start - dt.timedelta(days=pipeline.baseline_days)).isoformat(),
+        "source_warnings": source_warnings,
     })
 
 

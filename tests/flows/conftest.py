@@ -1,10 +1,9 @@
-"""A throw-away project (pipelines, notebooks, flows, a small warehouse) and one Prefect server
-for the whole session (it takes ~20 s to start)."""
+"""A throw-away project (pipelines, notebooks, flows, a small warehouse); the Prefect server of the
+session is ``prefect_server`` in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -15,14 +14,6 @@ from workbench.demo import load_plant
 from workbench.store import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def make_notebook(path: Path, body: str, *, parameters: str) -> Path:

@@ -29,6 +29,7 @@ import re
 import tempfile
 import threading
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -90,6 +91,12 @@ _CSS = """
   border: 1px solid #fecaca; max-height: 40em; overflow: auto; }
 .wb-warn-box { background: #fffbeb; border: 2px solid #b45309; border-radius: 4px; padding: 8px 12px;
   margin: 12px 0; font-size: 0.9em; }
+.wb-stale-box { background: #fff7ed; border: 2px solid #c2410c; border-left-width: 10px; border-radius: 4px;
+  padding: 10px 14px; margin: 8px 0 12px 0; color: #431407; }
+.wb-stale-box h2 { color: #9a3412; margin: 0 0 4px 0; font-size: 1.3em; }
+.wb-stale-box p { margin: 0 0 4px 0; }
+.wb-stale-box ul { margin: 4px 0 0 0; padding-left: 22px; }
+.wb-stale-box li { margin: 3px 0; overflow-wrap: anywhere; }
 .wb-badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 0.8em;
   font-weight: 600; }
 .wb-badge-ok { background: #dcfce7; color: #166534; }
@@ -340,6 +347,49 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def source_notices(source_warnings: Sequence[str]) -> list[str]:
+    """The stale-source notices to show, checked: one non-blank string per notice.
+
+    Parameters
+    ----------
+    source_warnings : sequence of str
+        E.g. :func:`workbench.sources.health.stale_notices` (``RunData.summary["source_warnings"]``).
+
+    Returns
+    -------
+    list of str
+        Stripped, blank ones dropped.
+
+    Raises
+    ------
+    ReportError
+        When given one string instead of a sequence of them (it would show one notice per character).
+    """
+    if isinstance(source_warnings, str | bytes):
+        raise ReportError("source_warnings must be a list of notices, not a single string")
+    return [str(w).strip() for w in source_warnings if str(w).strip()]
+
+
+def data_incomplete_heading(count: int) -> str:
+    """Heading of the stale-source notice: ``"Data incomplete — a source was stale"``."""
+    # Not "N sources": a source that went stale twice in the day has two notices.
+    return "Data incomplete — a source was stale" if count == 1 else "Data incomplete — sources were stale"
+
+
+#: What the notice means for the numbers, said once under its heading.
+DATA_INCOMPLETE_LEAD = ("The figures below lack data from the source(s) listed for part of the period: "
+                        "a low count may be missing data, not a quiet day.")
+
+
+def _source_warnings_box(notices: list[str]) -> str:
+    if not notices:
+        return ""  # nothing stale: no box at all, not an empty one
+    items = "".join(f"<li>{_e(n)}</li>" for n in notices)
+    return ('<section class="wb-stale-box" id="wb-source-warnings" role="alert" data-wb="source-warnings">'
+            f"<h2>⚠ {_e(data_incomplete_heading(len(notices)))}</h2><p>{_e(DATA_INCOMPLETE_LEAD)}</p>"
+            f"<ul>{items}</ul></section>")
+
+
 def _when(moment: dt.datetime, tz: ZoneInfo) -> str:
     local = moment.astimezone(tz)
     utc = moment.astimezone(dt.UTC)
@@ -377,7 +427,14 @@ def _data_html(data_summary: dict[str, object], tz: ZoneInfo) -> str:
                            for t, n in rows.items())
         parts.append(f"rows: {listed}")
     for key, value in data_summary.items():
-        if key not in ("start", "end", "rows"):
+        if key == "source_warnings":
+            # The notices themselves are at the top of the index page; every page says that
+            # they exist (a section page is often opened on its own) rather than a list's repr.
+            count = len(value) if isinstance(value, list | tuple) else 0
+            parts.append("stale sources: none" if not count else
+                         f"<strong>incomplete</strong>: {count} stale-source notice(s), "
+                         '<a href="index.html#wb-source-warnings">see the front page</a>')
+        elif key not in ("start", "end", "rows"):
             parts.append(f"{_e(key)}: {_e(value)}")
     return "; ".join(parts) or "<em>not given</em>"
 
@@ -492,7 +549,7 @@ def _fill_plotly_slot(page: str, plotly_js: str) -> str:
 
 
 def _index_page(sections: list[SectionResult], pages: dict[str, Path], prov: _Provenance,
-                report_dir: Path, warnings: list[str]) -> str:
+                report_dir: Path, warnings: list[str], source_warnings: list[str]) -> str:
     failed = [s for s in sections if not s.ok]
     rows = []
     for s in sections:
@@ -519,7 +576,10 @@ def _index_page(sections: list[SectionResult], pages: dict[str, Path], prov: _Pr
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1.0">'
         f"<title>{_e(prov.title)}</title><style>{_CSS} body {{ margin: 0; }}</style></head><body>"
-        f'<header class="wb-header"><h1>{_e(prov.title)}</h1>{prov.block()}</header>'
+        # The stale-source notice comes first, under the title: nobody should read a figure
+        # of the day before knowing that some of its data is missing.
+        f'<header class="wb-header"><h1>{_e(prov.title)}</h1>{_source_warnings_box(source_warnings)}'
+        f"{prov.block()}</header>"
         f'<main class="wb-header"><p id="wb-summary">{summary}</p>{warn}'
         '<table class="wb-sections"><thead><tr><th>Section</th><th>Status</th><th>Run time</th>'
         f"<th>Error</th></tr></thead><tbody>{''.join(rows)}</tbody></table></main>"
@@ -614,7 +674,8 @@ def build_section_page(section: SectionResult, *, report_dir: Path, title: str, 
 def build_report(sections: list[SectionResult], *, report_dir: Path, title: str,
                  parameters: dict[str, object], data_summary: dict[str, object], code_version: str,
                  generated_at: dt.datetime, tz: str | None = None,
-                 pages: dict[str, SectionPage] | None = None) -> ReportResult:
+                 pages: dict[str, SectionPage] | None = None,
+                 source_warnings: Sequence[str] = ()) -> ReportResult:
     """Write one HTML page per section and an index to ``report_dir``.
 
     Parameters
@@ -640,6 +701,11 @@ def build_report(sections: list[SectionResult], *, report_dir: Path, title: str,
     pages : dict of str to SectionPage, optional
         Pages already written by :func:`build_section_page` (by section name, in
         ``report_dir``); the other sections' pages are written here.
+    source_warnings : sequence of str
+        One notice per data source that was stale during the report period
+        (:func:`workbench.sources.health.stale_notices`). Shown at the top of the index page,
+        above everything else but the title, as "Data incomplete — a source was stale"; none:
+        no box. Distinct from the build's :attr:`ReportResult.warnings`.
 
     Returns
     -------
@@ -648,10 +714,11 @@ def build_report(sections: list[SectionResult], *, report_dir: Path, title: str,
     Raises
     ------
     ReportError
-        On a naive ``generated_at``, duplicate or unusable section names, or a given page that
-        is not in ``report_dir``.
+        On a naive ``generated_at``, duplicate or unusable section names, a given page that
+        is not in ``report_dir``, or ``source_warnings`` given as one string.
     """
     _check_names([s.name for s in sections])
+    notices = source_notices(source_warnings)
     prov = _provenance(title, parameters, data_summary, code_version, generated_at, tz)
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -667,7 +734,7 @@ def build_report(sections: list[SectionResult], *, report_dir: Path, title: str,
         warnings += page.warnings
 
     index = report_dir / "index.html"
-    _write_atomic(index, _index_page(sections, written, prov, report_dir, warnings))
+    _write_atomic(index, _index_page(sections, written, prov, report_dir, warnings, notices))
     return ReportResult(index_html=index, section_html=written, failed=[s.name for s in sections if not s.ok],
                         warnings=warnings)
 

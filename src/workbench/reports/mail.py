@@ -37,7 +37,13 @@ import pandas as pd
 from workbench.config import Settings
 from workbench.errors import MailError
 from workbench.reports.execute import SectionResult
-from workbench.reports.html import ReportResult, report_zip
+from workbench.reports.html import (
+    DATA_INCOMPLETE_LEAD,
+    ReportResult,
+    data_incomplete_heading,
+    report_zip,
+    source_notices,
+)
 from workbench.summary import DailySummary
 
 #: A zipped report larger than this is not attached (many mail servers reject ~10-25 MB).
@@ -119,25 +125,33 @@ def _effective_warnings(warnings: list[str], report: ReportResult | None) -> lis
     return out
 
 
-def subject_for(summary: DailySummary, *, warnings: list[str], prefix: str = "") -> str:
-    """The subject line: optional prefix, a warning tag when there are warnings, the headline.
+def subject_for(summary: DailySummary, *, warnings: list[str], prefix: str = "",
+                source_warnings: Sequence[str] = ()) -> str:
+    """The subject line: optional prefix, tags for warnings and for incomplete data, the headline.
 
     Parameters
     ----------
     summary : DailySummary
     warnings : list of str
+        Failed sections and other problems of the run: tag ``[WARNING]``.
     prefix : str
         E.g. ``"[PLANT1]"``.
+    source_warnings : sequence of str
+        Stale-source notices: tag ``[DATA INCOMPLETE]``.
 
     Returns
     -------
     str
-        ``"[PLANT1] ⚠ [WARNING] Plant OEE 66.2% — Wed 04 Nov 2026"``; the ASCII tag is there for
-        mail filters, the sign for people.
+        ``"[PLANT1] ⚠ [WARNING] Plant OEE 66.2% — Wed 04 Nov 2026"``, or with a stale source
+        ``"[PLANT1] ⚠ [DATA INCOMPLETE] Plant OEE 66.2% — …"`` (both tags when both apply); the
+        ASCII tags are there for mail filters, the sign for people.
     """
     parts = [prefix.strip()] if prefix.strip() else []
-    if warnings:
-        parts.append("⚠ [WARNING]")
+    tags = (["[WARNING]"] if warnings else []) + (["[DATA INCOMPLETE]"] if source_warnings else [])
+    if tags:
+        # Before the headline, not after: a phone's inbox cuts long subjects, and the OEE in
+        # the headline must not be read without knowing that its data is incomplete.
+        parts.append(" ".join(["⚠", *tags]))
     parts.append(summary.headline)
     return " ".join(parts)
 
@@ -166,8 +180,22 @@ def _band_cell(row: dict[str, str], col: str) -> str:
     return f"color:{fg};background:{bg};font-weight:bold;"
 
 
+def _html_source_warnings(notices: list[str]) -> str:
+    if not notices:
+        return ""
+    items = "".join(f'<li style="margin:3px 0;">{_e(n)}</li>' for n in notices)
+    return ('<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+            'style="border-collapse:collapse;margin:0 0 12px 0;"><tr>'
+            f'<td style="border:2px solid #c2410c;border-left:10px solid #c2410c;background:#fff7ed;'
+            f'padding:10px 14px;color:#431407;{_FONT}font-size:14px;" data-wb="source-warnings">'
+            f'<div style="font-size:17px;font-weight:bold;color:#9a3412;margin:0 0 4px 0;">'
+            f"⚠ {_e(data_incomplete_heading(len(notices)))}</div>"
+            f'<div style="margin:0 0 4px 0;">{_e(DATA_INCOMPLETE_LEAD)}</div>'
+            f'<ul style="margin:4px 0 0 0;padding-left:20px;">{items}</ul></td></tr></table>')
+
+
 def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, str], link_html: str,
-               footer: str) -> str:
+               footer: str, source_warnings: list[str]) -> str:
     band = _BAND_STYLE.get(_plant_status(summary), ("#111827", "#ffffff"))
     facts = "".join(
         f'<td style="padding:6px 10px;text-align:center;{_FONT}">'
@@ -175,7 +203,9 @@ def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, st
         f'<div style="font-size:{"22px" if k == "OEE" else "15px"};font-weight:bold;'
         f'color:{band[0] if k == "OEE" else "#111827"};">{_e(v)}</div></td>'
         for k, v in _plant_facts(summary))
-    out = [f'<h1 style="font-size:20px;margin:0 0 8px 0;color:#111827;{_FONT}">{_e(summary.headline)}</h1>']
+    # Incomplete data first, even before the headline: the headline is a KPI (plant OEE).
+    out = [_html_source_warnings(source_warnings),
+           f'<h1 style="font-size:20px;margin:0 0 8px 0;color:#111827;{_FONT}">{_e(summary.headline)}</h1>']
     if warnings:
         items = "".join(f'<li style="margin:2px 0;">{_e(w)}</li>' for w in warnings)
         out.append(
@@ -241,8 +271,14 @@ def _text_table(rows: list[dict[str, str]]) -> str:
     return "\n".join([line, rule, *body]) + "\n"
 
 
-def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, footer: str) -> str:
-    out = [summary.headline, "=" * len(summary.headline), ""]
+def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, footer: str,
+               source_warnings: list[str]) -> str:
+    out: list[str] = []
+    if source_warnings:
+        # First lines of the message, so that even a mail client's preview shows them.
+        heading = data_incomplete_heading(len(source_warnings)).upper()
+        out += [f"!! {heading}", f"!! {DATA_INCOMPLETE_LEAD}", *[f"  ! {w}" for w in source_warnings], ""]
+    out += [summary.headline, "=" * len(summary.headline), ""]
     if warnings:
         out += ["WARNINGS", *[f"  ! {w}" for w in warnings], ""]
     out.append("Plant: " + " | ".join(f"{k} {v}" for k, v in _plant_facts(summary)))
@@ -299,7 +335,8 @@ def email_charts(summary: DailySummary) -> EmailCharts:
 def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, report_url: str | None,
                         warnings: list[str], sender: str, recipients: list[str], subject_prefix: str = "",
                         attachment_limit_bytes: int = ATTACHMENT_LIMIT_BYTES,
-                        images: EmailCharts | None = None) -> EmailMessage:
+                        images: EmailCharts | None = None,
+                        source_warnings: Sequence[str] = ()) -> EmailMessage:
     """The daily e-mail of ``summary`` (see the module docstring for its MIME structure).
 
     Parameters
@@ -325,6 +362,12 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
         Largest zipped report that is attached.
     images : EmailCharts, optional
         The charts already drawn by :func:`email_charts` for this summary; default: draw them.
+    source_warnings : sequence of str
+        One notice per data source that was stale during the day
+        (:func:`workbench.sources.health.stale_notices`, ``RunData.summary["source_warnings"]``).
+        Shown first in both parts, before the headline, under "Data incomplete — a source was
+        stale", and tag the subject ``[DATA INCOMPLETE]``; none: nothing is shown. Kept apart
+        from ``warnings``, which are about the run, not the data.
 
     Returns
     -------
@@ -334,9 +377,13 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
     Raises
     ------
     MailError
-        When there are no recipients or the report URL is not http(s).
+        When there are no recipients, the report URL is not http(s), or ``source_warnings`` is
+        one string instead of a sequence of them.
     """
     recipients = [r.strip() for r in recipients if r and r.strip()]
+    if isinstance(source_warnings, str | bytes):
+        raise MailError("source_warnings must be a list of notices, not a single string")
+    notices = source_notices(source_warnings)
     if not recipients:
         raise MailError("the daily e-mail has no recipients; set them in the pipeline file")
     if report_url is not None and not re.match(r"^https?://", report_url, re.I):
@@ -370,16 +417,17 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
     cids = {"oee": email.utils.make_msgid("oee", domain=_domain(sender))[1:-1],
             "pareto": email.utils.make_msgid("pareto", domain=_domain(sender))[1:-1]}
     msg = EmailMessage()
-    msg["Subject"] = subject_for(summary, warnings=warnings, prefix=subject_prefix)
+    msg["Subject"] = subject_for(summary, warnings=warnings, prefix=subject_prefix, source_warnings=notices)
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = email.utils.format_datetime(now)
     msg["Message-ID"] = email.utils.make_msgid("daily", domain=_domain(sender))
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Workbench-Day"] = f"{summary.day:%Y-%m-%d}"
-    msg.set_content(_text_body(summary, warnings=warnings, link_text=link_text, footer=footer))
-    msg.add_alternative(_html_body(summary, warnings=warnings, cids=cids, link_html=link_html, footer=footer),
-                        subtype="html")
+    msg.set_content(_text_body(summary, warnings=warnings, link_text=link_text, footer=footer,
+                               source_warnings=notices))
+    msg.add_alternative(_html_body(summary, warnings=warnings, cids=cids, link_html=link_html, footer=footer,
+                                   source_warnings=notices), subtype="html")
     if images is None:
         images = email_charts(summary)
     elif images.day != summary.day:

@@ -14,6 +14,7 @@ from rich.table import Table
 from workbench import config as wb_config
 from workbench.cliutil import console, friendly
 from workbench.errors import ConfigError
+from workbench.sources.sync_cli import status_command
 
 sources_app = typer.Typer(
     help="Shop-floor sources: browse a server, show the health of every source.", no_args_is_help=True
@@ -126,71 +127,7 @@ def browse(
         typer.echo(text, nl=False)
 
 
-@sources_app.command("status")
-@friendly
-def status(
-    tags: Annotated[Path | None, typer.Option("--tags", help="Tag dictionary.")] = None,
-    stale_min: Annotated[float, typer.Option(help="A source silent this long is stale.")] = 15.0,
-) -> None:
-    """Every configured source: newest data stored, its lag, last heartbeat, dead letters today."""
-    rows = source_health(tags=tags, stale_min=stale_min)
-    table = Table(title="Sources", title_justify="left")
-    for col in ("source", "protocol", "newest data", "lag", "heartbeat", "dead letters 24 h", "status"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            *(str(r[k]) for k in ("source", "protocol", "newest", "lag", "heartbeat", "dead_24h", "status"))
-        )
-    console.print(table)
-
-
-def source_health(*, tags: Path | None = None, stale_min: float = 15.0) -> list[dict]:
-    """Health of every source of the tag dictionary, from ``ingest_watermarks`` and ``dead_letters``."""
-    import datetime as dt
-
-    from workbench.sources.tags import load_tags
-    from workbench.store import open_reader
-
-    settings = wb_config.settings()
-    dictionary = load_tags(tags or settings.tags_path)
-    now = dt.datetime.now(dt.UTC)
-    with open_reader(settings).held() as wh:
-        marks = wh.read("ingest_watermarks")
-        dead = wh.query(
-            "SELECT source, count(*) AS n FROM dead_letters WHERE received_at >= ? GROUP BY source",
-            [now - dt.timedelta(days=1)],
-        )
-    dead_by = dict(zip(dead["source"], dead["n"], strict=True)) if len(dead) else {}
-    out = []
-    for name, src in dictionary.sources.items():
-        m = marks[(marks["source"] == name) & (marks["stream"] == "collector")]
-        if m.empty:
-            out.append(
-                {
-                    "source": name,
-                    "protocol": src.protocol,
-                    "newest": "never",
-                    "lag": "-",
-                    "heartbeat": "never",
-                    "dead_24h": int(dead_by.get(name, 0)),
-                    "status": "NO DATA",
-                }
-            )
-            continue
-        newest, beat = m["watermark"].iloc[0].to_pydatetime(), m["updated_at"].iloc[0].to_pydatetime()
-        silent = (now - beat).total_seconds() / 60
-        out.append(
-            {
-                "source": name,
-                "protocol": src.protocol,
-                "newest": f"{newest:%Y-%m-%d %H:%M:%S}Z",
-                "lag": f"{(now - newest).total_seconds():.0f} s",
-                "heartbeat": f"{silent:.1f} min ago",
-                "dead_24h": int(dead_by.get(name, 0)),
-                "status": "STALE" if silent > stale_min else "ok",
-            }
-        )
-    return out
+sources_app.command("status")(friendly(status_command))
 
 
 @dlq_app.command("list")
@@ -262,6 +199,12 @@ def serve_command(
     mqtt: Annotated[bool, typer.Option("--mqtt", help="Publish as KEPServerEX over MQTT.")] = False,
     opcua: Annotated[bool, typer.Option("--opcua", help="Serve an OPC UA server.")] = False,
     modbus: Annotated[bool, typer.Option("--modbus", help="Serve a Modbus TCP server.")] = False,
+    machinemetrics: Annotated[
+        bool, typer.Option("--machinemetrics", help="Serve the MachineMetrics-shaped REST API.")
+    ] = False,
+    erp: Annotated[
+        bool, typer.Option("--erp", help="Install the ERP tables in PostgreSQL and serve its REST API.")
+    ] = False,
     machines: Annotated[int, typer.Option(help="Machines, split over the protocols chosen.")] = 12,
     hours: Annotated[float, typer.Option(help="Plant hours to play (they end now).")] = 8.0,
     speed: Annotated[float, typer.Option(help="Plant seconds per wall second.")] = 60.0,
@@ -270,33 +213,74 @@ def serve_command(
     mqtt_url: Annotated[str, typer.Option(help="Broker.")] = "mqtt://127.0.0.1:1883",
     opcua_port: Annotated[int, typer.Option(help="OPC UA port (127.0.0.1).")] = 4840,
     modbus_port: Annotated[int, typer.Option(help="Modbus TCP port (127.0.0.1).")] = 5020,
+    mm_port: Annotated[int, typer.Option(help="MachineMetrics-shaped API port (127.0.0.1).")] = 8081,
+    erp_port: Annotated[int, typer.Option(help="ERP REST API port (127.0.0.1).")] = 8082,
+    erp_admin_url: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL URL that may create the ERP schema and its read-only role "
+            "(default WORKBENCH_DATABASE_URL)."
+        ),
+    ] = None,
+    days: Annotated[int, typer.Option(help="Simulated days of history behind the APIs.")] = 30,
     tags_out: Annotated[Path | None, typer.Option(help="Write the matching tag dictionary here.")] = None,
     truth_out: Annotated[
         Path | None, typer.Option(help="Write the expected counts per machine-hour (CSV).")
     ] = None,
 ) -> None:
-    """Serve the simulated plant's PLCs over OPC UA, Modbus TCP and KEPServerEX MQTT (127.0.0.1 only)."""
-    from workbench.simulate.serve import serve_plant
+    """Serve the simulated plant on 127.0.0.1: its PLCs over OPC UA, Modbus TCP and KEPServerEX MQTT,
+    and its business APIs (MachineMetrics-shaped REST, ERP in PostgreSQL and REST).
 
-    if not (mqtt or opcua or modbus):
-        mqtt = opcua = modbus = True
+    With no flag, every PLC protocol; with only API flags, only the APIs. The APIs print the
+    environment a plant sets to sync from them.
+    """
+    import contextlib
+
+    from workbench.simulate.serve import api_servers, print_env, serve_apis, serve_plant
+
+    settings = wb_config.settings()
+    plc = mqtt or opcua or modbus
+    apis = machinemetrics or erp
+    if not (plc or apis):
+        mqtt = opcua = modbus = plc = True
+    if erp and not erp_admin_url:
+        if settings.database_url is None:
+            raise ConfigError("the ERP simulator needs PostgreSQL: give --erp-admin-url")
+        erp_admin_url = settings.database_url.get_secret_value()
     _logging(False)
-    serve_plant(
-        mqtt=mqtt,
-        opcua=opcua,
-        modbus=modbus,
-        machines=machines,
-        hours=hours,
-        speed=speed,
-        scan_s=scan_s,
-        seed=seed,
-        mqtt_url=mqtt_url,
-        opcua_port=opcua_port,
-        modbus_port=modbus_port,
-        tags_out=tags_out,
-        truth_out=truth_out,
-        settings=wb_config.settings(),
-    )
+    api_options = {
+        "machinemetrics": machinemetrics,
+        "erp": erp,
+        "machines": machines,
+        "days": days,
+        "seed": seed,
+        "mm_port": mm_port,
+        "erp_port": erp_port,
+        "erp_admin_url": erp_admin_url,
+        "settings": settings,
+    }
+    if not plc:
+        serve_apis(**api_options)
+        return
+    with contextlib.ExitStack() as stack:
+        if apis:
+            print_env(stack.enter_context(api_servers(**api_options)))
+        serve_plant(
+            mqtt=mqtt,
+            opcua=opcua,
+            modbus=modbus,
+            machines=machines,
+            hours=hours,
+            speed=speed,
+            scan_s=scan_s,
+            seed=seed,
+            mqtt_url=mqtt_url,
+            opcua_port=opcua_port,
+            modbus_port=modbus_port,
+            tags_out=tags_out,
+            truth_out=truth_out,
+            settings=settings,
+        )
 
 
-__all__ = ["collect_command", "dlq_app", "serve_command", "source_health", "sources_app"]
+__all__ = ["collect_command", "dlq_app", "serve_command", "sources_app"]
