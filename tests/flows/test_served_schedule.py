@@ -194,3 +194,63 @@ def test_a_served_schedule_fires_on_the_servers_scheduler_and_its_runs_complete(
         time.sleep(5)
         status = scheduling.schedule_status(url, found.values())[0]
     assert "the last run is Late" in status.describe(dt.UTC)
+
+
+def test_a_served_sync_fires_on_the_servers_scheduler_and_an_unconfigured_one_is_not_served(
+        prefect_server: str, project: Path, tmp_path: Path) -> None:
+    """The MachineMetrics sync pipeline (every 20 s here) served against the simulated API: the
+    server's scheduler creates its runs, they complete and the data arrives; the ERP sync, whose
+    connection is not configured, is not served (no failed run and failure mail every 15 min)."""
+    from workbench.simulate import PlantConfig, simulate_plant
+    from workbench.simulate.http import ServedApp
+    from workbench.simulate.machinemetrics import machinemetrics_app
+    from workbench.store import DuckDBWarehouse
+
+    url = prefect_server
+    key = "served-sync-key"
+    plant = simulate_plant(PlantConfig(seed=8, n_machines=2, n_lines=1, days=2, telemetry=False,
+                                       cycle_events=False))
+    root = Path(__file__).resolve().parents[2]
+    home = copy_project(project, tmp_path / "project", keep_pipelines=False, pipelines={
+        "mmsync": f"""
+description: MachineMetrics every {INTERVAL_S} seconds
+kind: machinemetrics_sync
+schedule: {{interval: {INTERVAL_S}s, timezone: America/Chicago}}
+sync: {{initial_backfill: 90d, overlap: 60m}}
+retries: 1
+""",
+        "erp_sync": (root / "pipelines" / "erp_sync.yaml").read_text()})
+    with ServedApp(machinemetrics_app(plant, api_key=key)) as mm:
+        env = clean_env(PREFECT_API_URL=url, PREFECT_HOME=str(tmp_path / "client-home"),
+                        WORKBENCH_HOME=str(home), WORKBENCH_ENV_FILE=str(home / ".env"),
+                        WORKBENCH_PLANT_TIMEZONE="America/Chicago", WORKBENCH_MM_BASE_URL=mm.url,
+                        WORKBENCH_MM_API_KEY=key)
+        log_path = tmp_path / "serve.log"
+        with log_path.open("w") as log:
+            serve = subprocess.Popen([WORKBENCH, "serve"], cwd=home, env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            done: list[dict] = []
+            while not done:
+                assert serve.poll() is None, f"workbench serve exited:\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"no sync run completed:\n{log_path.read_text()[-4000:]}"
+                deps = httpx.post(f"{url}/deployments/filter", json={"deployments": {"name": {"any_": ["mmsync"]}}},
+                                  timeout=10).json()
+                if deps:
+                    runs = flow_runs(url, deployment_id={"any_": [deps[0]["id"]]})
+                    failed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
+                    assert not failed, [(r["name"], r["state"]["message"]) for r in failed]
+                    done = [r for r in runs if r["state_type"] == "COMPLETED" and r["auto_scheduled"]]
+                time.sleep(2)
+        finally:
+            stop(serve)
+    text = log_path.read_text()
+    assert "erp_sync: not served" in text and "erp connection is not configured" in text
+    names = {d["name"] for d in httpx.post(f"{url}/deployments/filter", json={}, timeout=10).json()}
+    assert "mmsync" in names and "erp_sync" not in names
+    (schedule,) = deps[0]["schedules"]
+    assert schedule["schedule"]["interval"] == INTERVAL_S
+    with DuckDBWarehouse(home / "data" / "warehouse.duckdb", read_only=True) as wh:
+        synced = wh.query("SELECT count(*) AS n FROM production_events WHERE source = 'machinemetrics'")
+        assert int(synced["n"][0]) == len(plant.tables["production_events"])

@@ -264,3 +264,52 @@ def test_the_warehouse_down_between_fetch_and_write_loses_and_duplicates_nothing
         assert assert_same_hours(plant30, wh, machines=["M01", "M02"], start=since, end=until) > 0
         runs = wh.read("sync_runs")
         assert runs["status"].tolist() == ["ok"], "the failed run could not even be recorded: it is logged"
+
+
+@pytest.mark.slow
+def test_a_sync_killed_mid_write_resumes_without_losing_or_doubling(plant30, mm, tmp_path):
+    """`workbench sync` (a process) is SIGKILLed while it fetches and writes; the next run stores
+    exactly what the killed one had not, and a scheduled run after it finds nothing to do."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "project"
+    (home / "pipelines").mkdir(parents=True)
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "pipelines" / "machinemetrics_sync.yaml", home / "pipelines")
+    s = settings_for(home, mm_base_url=mm, mm_api_key=KEY)
+    start, _ = horizon(plant30)
+    since, until = start, start + dt.timedelta(days=12)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(WORKBENCH_HOME=str(home), WORKBENCH_ENV_FILE=str(home / ".env"),
+               WORKBENCH_DUCKDB_PATH=str(s.warehouse_path), WORKBENCH_MM_BASE_URL=mm, WORKBENCH_MM_API_KEY=KEY)
+    args = [str(Path(sys.executable).with_name("workbench")), "sync", "machinemetrics",
+            "--since", since.isoformat(), "--until", until.isoformat()]
+    # slow answers, so the kill lands while some days are stored and others are not
+    sim_post(mm, "/_sim/faults", {"delay_s": 0.15, "delay_count": 10_000})
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while len(sim_requests(mm)) < 60 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)  # past a commit of the writer (it gathers for up to 2 s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    sim_reset(mm)
+    expected = truth_events(plant30, start=since, end=until)
+    with open_wh(s) as wh:
+        stored = wh.count("production_events")
+        assert wh.read("production_events")["event_id"].is_unique
+    assert 0 < stored < len(expected), f"the kill should land mid-run ({stored} of {len(expected)})"
+
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with open_wh(s) as wh:
+        assert assert_same_hours(plant30, wh, start=since, end=until) == len(expected)
+        assert set(watermarks(wh, "machinemetrics").values()) == {until}
+    # the next scheduled run, from the watermarks: nothing to write
+    after = sync_machinemetrics(s, spec(), until=until, retry_policy=FAST)
+    assert after.ok and after.total("written") == 0
