@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbench.ingest.stream import dead_letter
 from workbench.sources.base import item_text, now_ms
@@ -229,73 +231,90 @@ def convert(
 #: Report → (API field → (canonical column, kind)) for the whole-page fast path; kinds: ``time``,
 #: ``count``, ``number`` (≥ 0 or null), ``text`` (or null), ``required_text``.
 _FAST: dict[str, dict[str, tuple[str, str]]] = {
-    "production": {"timestamp": ("time", "time"), "machineId": ("machine_id", "required_text"),
-                   "type": ("event_type", "required_text"), "partNumber": ("part_number", "text"),
-                   "workOrder": ("work_order", "text"), "cycleTimeMs": ("cycle_time_ms", "number"),
-                   "goodParts": ("good_count", "count"), "rejectParts": ("reject_count", "count"),
-                   "rejectReason": ("reject_reason", "text"), "operator": ("operator_id", "text")},
-    "states": {"machineId": ("machine_id", "required_text"), "start": ("time_start", "time"),
-               "end": ("time_end", "time"), "state": ("state", "required_text"),
-               "faultCode": ("fault_code", "text")},
+    "production": {
+        "timestamp": ("time", "time"),
+        "machineId": ("machine_id", "required_text"),
+        "type": ("event_type", "required_text"),
+        "partNumber": ("part_number", "text"),
+        "workOrder": ("work_order", "text"),
+        "cycleTimeMs": ("cycle_time_ms", "number"),
+        "goodParts": ("good_count", "count"),
+        "rejectParts": ("reject_count", "count"),
+        "rejectReason": ("reject_reason", "text"),
+        "operator": ("operator_id", "text"),
+    },
+    "states": {
+        "machineId": ("machine_id", "required_text"),
+        "start": ("time_start", "time"),
+        "end": ("time_end", "time"),
+        "state": ("state", "required_text"),
+        "faultCode": ("fault_code", "text"),
+    },
 }
-_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
 
 
-def fast_frame(records: list[Any], report: str, machine_id: str) -> pd.DataFrame | None:
-    """The canonical rows of a page checked column by column, or ``None`` when anything in it is
-    unusual (then :func:`convert` reads it record by record and says which record is wrong).
+def fast_frame(records: list[Any], report: str, machine_id: str) -> pa.Table | None:
+    """The canonical rows of a page checked column by column in Arrow, or ``None`` when anything
+    in it is unusual (then :func:`convert` reads it record by record and says which record is wrong).
 
     The two paths give the same rows for a clean page; this one only takes pages where every
-    record has exactly the expected fields with exactly the expected types — a page a record
-    check would pass whole.
+    record has exactly the expected fields with exactly the expected types — a page the record
+    checks would pass whole. Arrow is as strict as those checks: a column mixing numbers and text
+    does not convert, a timestamp without a UTC offset does not cast to UTC.
     """
     fields = _FAST.get(report)
-    if fields is None or not records or not all(type(r) is dict for r in records):
+    if fields is None or not records or not all(type(r) is dict and len(r) == len(fields) for r in records):
         return None
-    frame = pd.DataFrame.from_records(records)
-    if set(frame.columns) != set(fields):
+    try:
+        table = pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    out: dict[str, Any] = {}
+    if set(table.column_names) != set(fields):
+        return None
+    cols: dict[str, pa.ChunkedArray] = {}
     for name, (column, kind) in fields.items():
-        values = frame[name]
-        inferred = pd.api.types.infer_dtype(values, skipna=True)
+        values = table.column(name)
+        t = values.type
         if kind == "time":
-            if inferred != "string" or values.isna().any() or not values.str.contains(_OFFSET).all():
+            if not pa.types.is_string(t) or values.null_count:
                 return None
             try:
-                out[column] = pd.to_datetime(values, utc=True, format="ISO8601")
-            except (ValueError, TypeError):
+                cols[column] = values.cast(pa.timestamp("us", tz="UTC"))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 return None
-        elif kind == "count":
-            if inferred != "integer" or values.isna().any() or (values < 0).any():
+        elif kind in ("count", "number"):
+            numeric = pa.types.is_integer(t) or (
+                kind == "number" and (pa.types.is_floating(t) or pa.types.is_null(t))
+            )
+            if not numeric or (kind == "count" and values.null_count):
                 return None
-            out[column] = values.astype("int64")
-        elif kind == "number":
-            if inferred not in ("integer", "floating", "mixed-integer-float", "empty") or (values < 0).any() \
-                    or pd.api.types.is_bool_dtype(values):
+            values = values.cast(pa.int64() if kind == "count" else pa.float64())
+            if pc.any(pc.less(values, 0)).as_py():
                 return None
-            if values.isna().any() and values.notna().any() and inferred == "empty":
-                return None
-            out[column] = values.astype("float64")
+            cols[column] = values
         else:
-            if inferred not in ("string", "empty") or (kind == "required_text" and values.isna().any()):
+            if not (pa.types.is_string(t) or pa.types.is_null(t)) or (
+                kind == "required_text" and values.null_count
+            ):
                 return None
-            out[column] = values.astype(object).where(values.notna(), None)
-    rows = pd.DataFrame(out)
-    if (rows["machine_id"] != machine_id).any():
+            cols[column] = values.cast(pa.string())
+    rows = pa.table(cols)
+    if not pc.all(pc.equal(rows["machine_id"], machine_id)).as_py():
         return None
     if report == "production":
-        if not rows["event_type"].isin(["cycle", "count"]).all():
+        if not pc.all(pc.is_in(rows["event_type"], value_set=pa.array(["cycle", "count"]))).as_py():
             return None
         key = ["event_type", "time"]
     else:
-        if not rows["state"].isin(list(STATES)).all() or not (rows["time_end"] > rows["time_start"]).all():
+        if (
+            not pc.all(pc.is_in(rows["state"], value_set=pa.array(sorted(STATES)))).as_py()
+            or not pc.all(pc.greater(rows["time_end"], rows["time_start"])).as_py()
+        ):
             return None
         key = ["time_start"]
-    if rows.duplicated(key).any():
+    if rows.select(key).group_by(key).aggregate([]).num_rows != rows.num_rows:
         return None
-    rows["source"] = SOURCE
-    return rows
+    return rows.append_column("source", pa.array([SOURCE] * rows.num_rows, pa.string()))
 
 
 @dataclass

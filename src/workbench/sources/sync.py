@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from workbench.errors import SourceError
 from workbench.sources.http import SourceUnreachable
-from workbench.store.base import Warehouse
+from workbench.store.base import Warehouse, to_arrow
 
 log = logging.getLogger("workbench.sync")
 
@@ -53,7 +54,7 @@ class Unit:
     entity : str
         What the run report counts it under (``production_events``, ``work_orders`` …).
     tables : dict
-        Canonical table name → rows (a DataFrame with canonical column names).
+        Canonical table name → rows (a DataFrame or Arrow table with canonical column names).
     dead_letters : list of dict
         ``dead_letters`` rows for the records that could not be read.
     fetched : int
@@ -64,7 +65,7 @@ class Unit:
 
     stream: str
     entity: str
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame | pa.Table] = field(default_factory=dict)
     dead_letters: list[dict] = field(default_factory=list)
     fetched: int = 0
     watermark: dt.datetime | None = None
@@ -366,7 +367,7 @@ def _store(
     """Write a group of units, their dead letters and their watermarks in one transaction."""
     counts: dict[str, EntityCounts] = {}
     new_marks: dict[str, dt.datetime] = {}
-    frames: dict[str, list[pd.DataFrame]] = {}
+    frames: dict[str, list[pa.Table]] = {}
     entity_of: dict[str, str] = {}
     dead: list[dict] = []
     for unit in batch:
@@ -376,7 +377,7 @@ def _store(
         dead += unit.dead_letters
         for table, rows in unit.tables.items():
             if len(rows):
-                frames.setdefault(table, []).append(rows)
+                frames.setdefault(table, []).append(to_arrow(rows, where=f"{unit.stream} {table}"))
                 entity_of[table] = unit.entity
         old = new_marks.get(unit.stream) or marks.get(unit.stream)
         if unit.watermark is not None and (old is None or unit.watermark > old):
@@ -386,7 +387,7 @@ def _store(
         # engine's round trips) is paid once, not once per machine and day.
         with _opened(open_warehouse) as wh, wh.transaction():
             for table, parts in frames.items():
-                result = wh.write(table, parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True))
+                result = wh.write(table, pa.concat_tables(parts, promote_options="permissive"))
                 c = counts[entity_of[table]]
                 c.written += result.written
                 c.unchanged += result.unchanged
