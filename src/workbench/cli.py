@@ -246,11 +246,15 @@ def pipelines_command() -> None:
     settings = wb_config.settings()
     found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
     api = os.environ.get("PREFECT_API_URL", "").strip()
-    server: dict[str, str] = {}
+    from workbench.sources.health import unconfigured_syncs
+
+    skipped = unconfigured_syncs(settings, found)
+    server: dict[str, str] = dict(skipped)
     if api:
         try:
-            server = {st.pipeline: ("ok: " if st.ok else "PROBLEM: ") + st.describe(settings.tz)
-                      for st in scheduling.schedule_status(api, found.values())}
+            server.update({st.pipeline: ("ok: " if st.ok else "PROBLEM: ") + st.describe(settings.tz)
+                           for st in scheduling.schedule_status(
+                               api, [p for n, p in found.items() if n not in skipped])})
         except WorkbenchError as exc:
             server = {name: f"PROBLEM: {exc}" for name in found}
     table = Table(title=f"Pipelines in {pipelines.pipelines_dir(settings.home)}", title_justify="left")
@@ -260,6 +264,8 @@ def pipelines_command() -> None:
     now = dt.datetime.now(dt.UTC)
     for p in found.values():
         runs = ", ".join(f"{t:%a %d %b %H:%M %Z}" for t in p.next_runs(now, 2)) if p.enabled else "disabled"
+        if p.name in skipped:
+            runs = "not configured"
         row = [p.name, p.kind, p.schedule_text, runs, ", ".join(n.name for n in p.notebooks) or "—",
                ", ".join(p.email.recipients) if p.email else "—"]
         if api:
@@ -320,16 +326,11 @@ def serve_command() -> None:
     settings = wb_config.settings()
     found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
     flows = runs.load_flows(settings.home)
-    # A sync pipeline is served once its source is configured: the plant without MachineMetrics
-    # (or the demo) must not get a failed run and a failure e-mail every five minutes.
-    from workbench.sources.health import configured_sources
+    from workbench.sources.health import unconfigured_syncs
 
-    configured = configured_sources(settings)[1]
-    for p in list(found.values()):
-        if p.enabled and p.sync_source and not configured.get(p.sync_source):
-            err_console.print(f"{p.name}: not served — the {p.sync_source} connection is not configured "
-                              "(see .env.example)")
-            found.pop(p.name)
+    for name, why in unconfigured_syncs(settings, found).items():
+        err_console.print(f"{name}: {why}")
+        found.pop(name)
     deployments = flows.deployments(found)
     api = os.environ.get("PREFECT_API_URL", "")
     if not api:
@@ -542,11 +543,15 @@ def _schedule_checks(settings: wb_config.Settings) -> list[tuple[str, bool, str]
         return [("scheduled pipelines", True, "PREFECT_API_URL not set: not checked (set it to the plant's "
                  "Prefect server, e.g. http://127.0.0.1:4200/api)")]
     try:
+        from workbench.sources.health import unconfigured_syncs
+
         found = pipelines.load_all(settings.home, default_timezone=settings.plant_timezone)
-        statuses = scheduling.schedule_status(api, found.values())
+        skipped = unconfigured_syncs(settings, found)
+        statuses = scheduling.schedule_status(api, [p for n, p in found.items() if n not in skipped])
     except WorkbenchError as exc:
         return [("scheduled pipelines", False, str(exc))]
-    return [(f"schedule '{st.pipeline}'", st.ok, st.describe(settings.tz)) for st in statuses]
+    return [*((f"schedule '{st.pipeline}'", st.ok, st.describe(settings.tz)) for st in statuses),
+            *((f"schedule '{name}'", True, why) for name, why in skipped.items())]
 
 
 def doctor_checks() -> list[tuple[str, bool, str]]:

@@ -23,10 +23,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from workbench.store.base import Warehouse
+
+if TYPE_CHECKING:
+    from workbench.config import Settings
 
 RULE = "source_stale"
 COLLECTOR_STREAM = "collector"
@@ -334,3 +338,16 @@ def check_sources(
     if record:
         record_stale_alerts(wh, health, now=now, tz=settings.tz)
     return health
+
+
+def unconfigured_syncs(settings: Settings, found: Mapping[str, object]) -> dict[str, str]:
+    """The enabled sync pipelines whose source connection is not configured, with why: ``workbench
+    serve`` does not serve them (a plant without MachineMetrics must not get a failed run and a
+    failure e-mail every five minutes), and ``doctor`` / ``pipelines`` say so instead of "not deployed"."""
+    configured = configured_sources(settings)[1]
+    out = {}
+    for name, p in found.items():
+        source = getattr(p, "sync_source", None)
+        if getattr(p, "enabled", False) and source and not configured.get(source):
+            out[name] = f"not served — the {source} connection is not configured (see .env.example)"
+    return out
