@@ -15,3 +15,38 @@ REPORT_PARAMETERS = {"day": "2026-11-04", "site": "PLANT1"}
 DATA_SUMMARY = {"rows": {"machines": 4, "production_events": 4121, "downtime_events": 25},
                 "start": "2026-11-04T06:00:00-06:00", "end": "2026-11-05T06:00:00-06:00"}
 CODE_VERSION = "0.1.0+test123"
+
+
+#: Debian's Chromium, headless (Playwright's own browser download does not work here).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def chromium():
+    """A context manager yielding a headless Chromium (Playwright); missing Chromium skips the
+    test, or fails it in CI (``.ci/run`` installs it). ``launch()`` uses a fresh temporary
+    profile (user-data-dir) every time."""
+    import contextlib
+    import os
+
+    import pytest
+
+    if not CHROMIUM.exists():
+        msg = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + "; .ci/run installs it")
+        pytest.skip(msg)
+
+    @contextlib.contextmanager
+    def launched():
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            try:
+                yield b
+            finally:
+                b.close()
+
+    return launched()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import html
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from zoneinfo import ZoneInfo
 import nbformat
 import pandas as pd
 import pytest
-from report_support import CODE_VERSION, DATA_SUMMARY, GENERATED_AT, PLANT_TZ, REPORT_PARAMETERS
+from report_support import CODE_VERSION, DATA_SUMMARY, GENERATED_AT, PLANT_TZ, REPORT_PARAMETERS, chromium
 
 from workbench import config, jobs, pipelines, runs
 from workbench.demo import load_plant
@@ -33,9 +32,6 @@ from workbench.simulate import PlantConfig, simulate_plant
 from workbench.store import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts" / "reports"
 
 SENDER = "Plant workbench <workbench@plant.example>"
@@ -57,19 +53,8 @@ SECTION_WARNING = "Section 'spc' failed: KeyError: 'od_diameter'"
 # the browser is open, and Prefect then hands back coroutines (``state.result()``) in the flow test.
 @pytest.fixture
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        msg = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(msg + "; .ci/run installs it")
-        pytest.skip(msg)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _section(tmp_path: Path, name: str, *, failed: bool = False) -> SectionResult:
