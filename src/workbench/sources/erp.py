@@ -291,7 +291,15 @@ class SqlErp:
 
 
 class RestErp:
-    """The ERP's REST API (see the module docstring)."""
+    """The ERP's REST API (see the module docstring).
+
+    Pages are numbered, as the API offers them. An API without a snapshot can shift its pages
+    when a row changes while a run pages through: a row changed meanwhile moves to the end and is
+    read there, but the row that slid back over the page boundary is not read by this run. The
+    SQL adapter has no such gap (keyset pagination); with REST, keep runs short (a small
+    ``page_size`` is not the cure — fewer, larger pages are) and run a back-fill
+    (``workbench sync erp --since …``) after a mass change in the ERP.
+    """
 
     def __init__(self, api: JsonApi, mapping: ErpMapping) -> None:
         self.api = api
