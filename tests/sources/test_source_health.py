@@ -63,6 +63,8 @@ def test_a_configured_sync_that_never_succeeded_is_stale_and_an_unconfigured_one
         found = {h.source: h for h in health.source_health(
             wh, now=NOW, stale_min=15, sync_sources={"machinemetrics": False, "erp": True})}
     assert found["erp"].stale and found["erp"].last_error == "password authentication failed"
+    # silent since its first attempt: the alert (and a report of that day) starts there
+    assert found["erp"].silent_since == NOW - dt.timedelta(minutes=30)
     assert found["machinemetrics"].status != "STALE"  # has watermarks but no runs and no connection
     with _warehouse(tmp_path / "other", []) as wh:
         found = {h.source: h for h in health.source_health(wh, now=NOW, stale_min=15,

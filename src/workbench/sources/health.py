@@ -61,6 +61,9 @@ class SourceHealth:
         Why the last failed run failed.
     stale : bool
         Expected, and no success for longer than the stale limit.
+    silent_since : datetime or None
+        Since when nothing succeeded: the last success, or the first attempt of a sync that
+        never succeeded.
     """
 
     source: str
@@ -73,6 +76,7 @@ class SourceHealth:
     last_error: str | None
     stale: bool
     now: dt.datetime
+    silent_since: dt.datetime | None = None
 
     @property
     def status(self) -> str:
@@ -156,6 +160,7 @@ def source_health(
                 last_error=None,
                 stale=beat is not None and now - beat > stale_after,
                 now=now,
+                silent_since=beat,
             )
         )
 
@@ -186,6 +191,7 @@ def source_health(
                 last_error=(failed_since["error"].iloc[-1] if len(failed_since) else None) or None,
                 stale=reference is not None and now - reference > stale_after,
                 now=now,
+                silent_since=reference,
             )
         )
     return out
@@ -223,9 +229,9 @@ def record_stale_alerts(
         current = open_by.get(key)
         if h.stale:
             if current is None:
-                start = now
-                if h.last_success is not None:
-                    start = max(h.last_success, now - dt.timedelta(days=365))
+                # From when the data stopped: a report of that day must say so, even when the
+                # alert is only recorded now.
+                start = now if h.silent_since is None else max(h.silent_since, now - dt.timedelta(days=365))
                 alert_id = hashlib.sha1(f"{key}|{start.isoformat()}".encode()).hexdigest()
                 rows.append(
                     {
