@@ -24,12 +24,17 @@ losses reconcile at every level of aggregation (a plant's OEE is its fully produ
 its planned time, whatever mix of parts it made); with one ideal rate it equals good / produced,
 which is also reported as ``quality_ratio`` (ISO 22400's GQ / PQ). A KPI whose denominator is
 zero is NaN (no planned time, nothing produced); OEE is 0, not NaN, when there was planned time
-but no good output.
+but no good output, and 0 when there was no production time (APT 0) — parts counted in such a
+period are a data problem, reported per group as ``output_without_run``, never a perfect hour.
 
-Where a state interval is classified: the whole interval decides whether a stop is a micro-stop
-(before cutting at hour or shift boundaries); then the calendar decides what part of it was
-planned. A cycle counts in the period in which it *completed*; a completion exactly on a
-boundary belongs to the period that ends there.
+A stop (see :func:`stops`) is the contiguous non-running, non-planned time of a machine, its
+pieces merged (sources cut stops at shift boundaries, planned breaks fall inside repairs); its
+duration is its time in planned busy time, however the plan is recorded (``planned_stop``
+state, planned reason code, ``planned_stops`` window). The whole stop decides whether it is a
+micro-stop, before any cutting at hour or shift boundaries; then the calendar decides what part
+of it was planned. :func:`workbench.losses.micro_stop_stats` counts the same stops. A cycle
+counts in the period in which it *completed*; a completion exactly on a boundary belongs to the
+period that ends there.
 """
 
 from __future__ import annotations
@@ -100,6 +105,9 @@ class OEEResult:
         The grouping.
     micro_stop_threshold_s : float
         Stops shorter than this were counted as performance (not availability) losses.
+
+    The table's ``output_without_run`` column (parts) is a data-quality flag: output counted in a
+    group that had no actual production time; see :func:`compute`.
     """
 
     table: pd.DataFrame
@@ -108,16 +116,19 @@ class OEEResult:
 
     def six_big_losses(self) -> pd.DataFrame:
         """Minutes lost per group to the six big losses (they add up with the fully productive
-        time to the observed planned busy time)."""
+        time to the observed planned busy time). Output of a group without production time
+        (``output_without_run``) earns no productive time, as in its OEE."""
         t = self.table
         out = t[list(self.by)].copy()
         out["unplanned_stops"] = t["down_min"]
         out["setup_and_adjustments"] = t["setup_min"]
         out["small_stops"] = t["micro_stop_min"]
-        out["slow_cycles"] = t["apt_min"] - t["micro_stop_min"] - t["ideal_min"]
-        out["production_rejects"] = t["ideal_reject_min"] - t["ideal_startup_reject_min"]
-        out["startup_rejects"] = t["ideal_startup_reject_min"]
-        out["fully_productive"] = t["ideal_good_min"]
+        ideal, good = _credited(t, "ideal_min"), _credited(t, "ideal_good_min")
+        startup = _credited(t, "ideal_startup_reject_min")
+        out["slow_cycles"] = t["apt_min"] - t["micro_stop_min"] - ideal
+        out["production_rejects"] = _credited(t, "ideal_reject_min") - startup
+        out["startup_rejects"] = startup
+        out["fully_productive"] = good
         return out
 
     def waterfall(self) -> pd.DataFrame:
@@ -126,8 +137,8 @@ class OEEResult:
         t = self.table
         pbt = float(t["pbt_observed_min"].sum())
         apt = float(t["apt_min"].sum())
-        ideal = float(t["ideal_min"].sum())
-        good = float(t["ideal_good_min"].sum())
+        ideal = float(_credited(t, "ideal_min").sum())
+        good = float(_credited(t, "ideal_good_min").sum())
         steps = [
             ("planned busy time", pbt),
             ("availability loss", -(pbt - apt)),
@@ -146,6 +157,24 @@ def _us(series: pd.Series, *, what: str) -> np.ndarray:
     if not isinstance(series.dtype, pd.DatetimeTZDtype):
         raise OEEError(f"{what} must be timezone-aware timestamps (got {series.dtype})")
     return series.dt.tz_convert("UTC").astype("datetime64[us, UTC]").array.asi8.astype(np.int64)
+
+
+def _instant_us(value: dt.datetime, *, what: str) -> int:
+    """µs since the epoch of a timezone-aware instant (exact, unlike ``datetime.timestamp()``)."""
+    t = pd.Timestamp(value)
+    if t.tzinfo is None:
+        raise OEEError(f"{what} must be a timezone-aware datetime (got {value!r})")
+    return int((t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1))
+
+
+def _local_hour_start(t_us: int, zone: ZoneInfo) -> int:
+    """Start (µs, UTC) of the local hour containing the instant.
+
+    Worked out from the instant rather than by flooring the wall-clock time, which is ambiguous
+    in the repeated hour of a fall-back night (01:30 CDT and 01:30 CST read the same).
+    """
+    local = pd.Timestamp(t_us, unit="us", tz="UTC").tz_convert(zone)
+    return t_us - ((local.minute * 60 + local.second) * 1_000_000 + local.microsecond)
 
 
 def _require(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
@@ -235,47 +264,183 @@ def _stop_reasons(
     return planned, setup
 
 
-def _stop_durations(s: pd.DataFrame) -> np.ndarray:
-    """Duration of the whole stop each interval belongs to.
+def _spans(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    _require(frame, name, ("time_start", "time_end"))
+    return (
+        _us(frame["time_start"], what=f"{name}.time_start"),
+        _us(frame["time_end"], what=f"{name}.time_end"),
+    )
 
-    Sources cut a stop at shift boundaries, and a planned break can fall in the middle of a
-    repair; a stop is the run of idle / down intervals of one machine that follow each other
-    with nothing but planned stops in between. So a 90-second remnant of a breakdown before a
-    break is not mistaken for a micro-stop. The duration excludes the planned time. Input is
-    sorted by machine and start.
+
+def _busy_time(
+    start: np.ndarray,
+    end: np.ndarray,
+    *,
+    shifts: tuple[np.ndarray, np.ndarray] | None,
+    windows: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """µs of each ``[start, end)`` that lie in planned busy time: inside a shift (any time when
+    ``shifts`` is None) and outside every planned-stop window."""
+    bounds = np.unique(np.concatenate([start, end, *(shifts or ()), *windows]))
+    if len(bounds) < 2:
+        return np.zeros(len(start), dtype=np.int64)
+    mid = bounds[:-1] + (bounds[1:] - bounds[:-1]) // 2
+    busy = ~_in_windows(mid, *windows)
+    if shifts is not None:
+        busy &= _in_windows(mid, *shifts)
+    cum = np.concatenate([[0], np.cumsum(np.where(busy, np.diff(bounds), 0))])
+    # start and end are among the bounds, so the busy time up to each is read off exactly
+    return cum[np.searchsorted(bounds, end)] - cum[np.searchsorted(bounds, start)]
+
+
+@dataclass(frozen=True)
+class _Stops:
+    """What :func:`_find_stops` found, aligned with the sorted state intervals it was given."""
+
+    planned: np.ndarray  # interval is a planned stop by its reason code
+    setup: np.ndarray  # interval is a changeover by its reason code
+    stop_id: np.ndarray  # index into ``table`` of the stop the interval is part of; -1: none
+    table: pd.DataFrame  # one row per stop: machine_id, _s, _e, busy_us
+
+
+def _find_stops(
+    s: pd.DataFrame,
+    *,
+    downtime: pd.DataFrame,
+    codes: pd.DataFrame,
+    shifts: tuple[np.ndarray, np.ndarray] | None,
+    planned_stops: pd.DataFrame,
+    machines: pd.DataFrame | None,
+) -> _Stops:
+    """The one definition of a stop, shared by the OEE ledger and the micro-stop statistics.
+
+    A stop is the contiguous non-running, non-planned time of one machine: idle / down
+    intervals that follow each other back to back, with nothing but planned time in between,
+    merged whatever pieces the source cut them into (shift boundaries, hourly files). Its
+    duration is its time in planned busy time — inside a shift and outside planned stops,
+    however the plan is recorded: a ``planned_stop`` state, an idle interval whose reason code
+    is planned, or a ``planned_stops`` window. So 30 s of stop, a 15-minute break, 30 s of
+    stop is one 60-second stop in each of those recordings. Running, setup (a ``setup`` state
+    or an idle interval coded as a changeover), ``no_data`` and gaps in the data end a stop.
+    ``s`` is sorted by machine and start (see :func:`_check_states`).
     """
+    planned, setup = _stop_reasons(s, downtime, codes)
+    state = s["state"].to_numpy()
+    idle = state == "idle"
+    # Same trust rule as the elements: a fault stays a fault whatever the operator coded.
+    stop_like = np.isin(state, ("idle", "down")) & ~(idle & (planned | setup))
+    bridge = stop_like | (state == "planned_stop") | (idle & planned)
     machine = s["machine_id"].to_numpy()
     start, end = s["_s"].to_numpy(), s["_e"].to_numpy()
-    state = s["state"].to_numpy()
-    n = len(s)
-    contiguous = np.zeros(n, dtype=bool)
-    if n > 1:
-        contiguous[1:] = (machine[1:] == machine[:-1]) & (start[1:] == end[:-1])
-    breaks = np.cumsum(~contiguous)                 # changes wherever time is not back to back
-    keep = state != "planned_stop"
-    idx = np.flatnonzero(keep)
-    stop = np.isin(state[idx], ("idle", "down"))
-    joins = np.zeros(len(idx), dtype=bool)
-    if len(idx) > 1:
-        joins[1:] = stop[1:] & stop[:-1] & (breaks[idx[1:]] == breaks[idx[:-1]])
-    run_id = np.cumsum(~joins)
-    totals = np.bincount(run_id, weights=(end[idx] - start[idx]).astype(float))
-    out = (end - start).astype(float)
-    out[idx] = totals[run_id]
-    return out
+    busy = np.zeros(len(s), dtype=np.int64)
+    lookup = machines.set_index("machine_id") if machines is not None else pd.DataFrame()
+    for m, idx in s.groupby("machine_id", sort=False).indices.items():
+        idx = idx[stop_like[idx]]
+        if len(idx) == 0:
+            continue
+        line = lookup.at[m, "line"] if "line" in lookup.columns and m in lookup.index else None
+        site = lookup.at[m, "site"] if "site" in lookup.columns and m in lookup.index else None
+        windows = _machine_planned_windows(planned_stops, m, line, site)
+        busy[idx] = _busy_time(start[idx], end[idx], shifts=shifts, windows=windows)
+    joins = np.zeros(len(s), dtype=bool)
+    if len(s) > 1:
+        joins[1:] = bridge[1:] & bridge[:-1] & (machine[1:] == machine[:-1]) & (start[1:] == end[:-1])
+    chain = np.cumsum(~joins) - 1
+    chain_busy = np.bincount(chain, weights=np.where(stop_like, busy, 0))
+    member = stop_like & (chain_busy[chain] > 0)
+    # Only the intervals that carry busy time place a stop in time; planned time merely joins them.
+    carries = member & (busy > 0)
+    table = (
+        pd.DataFrame(
+            {
+                "chain": chain[carries],
+                "machine_id": machine[carries],
+                "_s": start[carries],
+                "_e": end[carries],
+            }
+        )
+        .groupby("chain", sort=True)
+        .agg(machine_id=("machine_id", "first"), _s=("_s", "min"), _e=("_e", "max"))
+    )
+    table["busy_us"] = chain_busy[table.index.to_numpy()].astype(np.int64)
+    stop_id = np.where(member, np.searchsorted(table.index.to_numpy(), chain), -1)
+    table = table.reset_index(drop=True)
+    return _Stops(planned, setup, stop_id, table)
 
 
-def _base_elements(
-    s: pd.DataFrame, threshold_us: float, planned: np.ndarray, setup: np.ndarray
-) -> np.ndarray:
+def stops(
+    states: pd.DataFrame,
+    *,
+    shift_calendar: pd.DataFrame | None = None,
+    planned_stops: pd.DataFrame | None = None,
+    downtime_events: pd.DataFrame | None = None,
+    reason_codes: pd.DataFrame | None = None,
+    machines: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The stops of each machine, as OEE judges them (micro-stop or not).
+
+    A stop is the contiguous non-running, non-planned time of a machine: its idle / down
+    intervals merged across the pieces a source cut them into and across planned time in
+    between; its duration counts only planned busy time. The OEE ledger decides micro-stops on
+    exactly these stops.
+
+    Parameters
+    ----------
+    states : DataFrame
+        ``machine_states`` rows (machine_id, time_start, time_end, state).
+    shift_calendar : DataFrame, optional
+        Shifts (time_start, time_end); time outside them is not part of a stop. Without it every
+        instant is scheduled.
+    planned_stops : DataFrame, optional
+        Planned-stop windows (breaks, no demand, PM), scoped by site / line / machine_id.
+    downtime_events, reason_codes : DataFrame, optional
+        Reason-coded stops: an idle interval coded with a planned reason is planned time, one
+        coded as a changeover is setup, not a stop.
+    machines : DataFrame, optional
+        machine_id, line, site: needed for windows scoped to a line or site.
+
+    Returns
+    -------
+    DataFrame
+        One row per stop: machine_id, time_start, time_end (UTC; first and last instant of stop
+        time, planned time inside included), seconds (its time in planned busy time).
+
+    Raises
+    ------
+    OEEError
+        Invalid state intervals or timestamps without a time zone.
+    """
+    s = _check_states(states)
+    found = _find_stops(
+        s,
+        downtime=downtime_events if downtime_events is not None else pd.DataFrame(),
+        codes=reason_codes if reason_codes is not None else pd.DataFrame(),
+        shifts=_spans(shift_calendar, "shift_calendar") if shift_calendar is not None else None,
+        planned_stops=planned_stops if planned_stops is not None else pd.DataFrame(),
+        machines=machines,
+    )
+    t = found.table
+    return pd.DataFrame(
+        {
+            "machine_id": t["machine_id"],
+            "time_start": pd.to_datetime(t["_s"], unit="us", utc=True),
+            "time_end": pd.to_datetime(t["_e"], unit="us", utc=True),
+            "seconds": t["busy_us"] / 1e6,
+        }
+    )
+
+
+def _base_elements(s: pd.DataFrame, threshold_us: float, found: _Stops) -> np.ndarray:
     state = s["state"].to_numpy()
-    dur = _stop_durations(s)
+    planned, setup = found.planned, found.setup
+    in_stop = found.stop_id >= 0
+    short = np.zeros(len(s), dtype=bool)
+    short[in_stop] = found.table["busy_us"].to_numpy()[found.stop_id[in_stop]] < threshold_us
     el = np.full(len(s), "down", dtype=object)
     el[state == "running"] = "run"
     el[state == "no_data"] = "no_data"
     el[state == "planned_stop"] = "planned_down"
     el[state == "setup"] = "setup"
-    stop = np.isin(state, ("idle", "down"))
     # The machine's own state is trusted where it is explicit: a fault ("down") stays an unplanned
     # stop even if an operator codes it as a changeover or PM (miscoding is common, and hiding a
     # breakdown as planned time would flatter OEE). Reason codes give meaning to "idle", the state
@@ -283,7 +448,9 @@ def _base_elements(
     idle = state == "idle"
     el[idle & setup] = "setup"
     el[idle & planned] = "planned_down"
-    el[stop & ~(idle & (planned | setup)) & (dur < threshold_us)] = "micro_stop"
+    # The whole stop decides, measured in planned busy time (see _find_stops); the calendar then
+    # turns the pieces of it inside planned windows into planned time.
+    el[short] = "micro_stop"
     return el
 
 
@@ -403,13 +570,20 @@ def ledger(
     unknown = sorted(set(s["machine_id"]) - set(machines.index))
     if unknown:
         raise OEEError(f"machine_states has machine(s) not in machines: {', '.join(map(str, unknown[:10]))}")
-    planned, setup = _stop_reasons(s, frames.downtime_events, frames.reason_codes)
-    s["_el"] = _base_elements(s, micro_stop_threshold_s * 1e6, planned, setup)
+    found = _find_stops(
+        s,
+        downtime=frames.downtime_events,
+        codes=frames.reason_codes,
+        shifts=_spans(frames.shift_calendar, "shift_calendar"),
+        planned_stops=frames.planned_stops,
+        machines=frames.machines,
+    )
+    s["_el"] = _base_elements(s, micro_stop_threshold_s * 1e6, found)
     lo = int(s["_s"].min()) if len(s) else 0
     hi = int(s["_e"].max()) if len(s) else 0
     cal = _calendar(frames.shift_calendar, zone, lo, hi)
-    lo = int(start.timestamp() * 1e6) if start else int(min(lo, cal.shift_s.min(initial=lo)))
-    hi = int(end.timestamp() * 1e6) if end else int(max(hi, cal.shift_e.max(initial=hi)))
+    lo = _instant_us(start, what="start") if start is not None else int(min(lo, cal.shift_s.min(initial=lo)))
+    hi = _instant_us(end, what="end") if end is not None else int(max(hi, cal.shift_e.max(initial=hi)))
     s = _fill_gaps(s[["machine_id", "_s", "_e", "state", "_el"]], lo, hi)
 
     pieces = []
@@ -636,7 +810,19 @@ def compute(
     startup_window_min : float
         Rejects within this many minutes after a setup are startup rejects (0: none).
     start, end : datetime, optional
-        Limit the ledger to this range (default: the data's range).
+        Limit the ledger to this range (default: the data's range); timezone-aware instants,
+        any zone (an instant in the repeated hour of a fall-back night is unambiguous).
+
+    Returns
+    -------
+    OEEResult
+        Its table has, besides the time elements, counts and KPIs, the data-quality column
+        ``output_without_run``: parts counted in a group with no actual production time (APT 0,
+        e.g. a batch count stamped just after the machine stopped, or counts from a machine
+        reported idle). They stay in the counts and ``quality``, but no production time made
+        them there, so they earn nothing: performance is NaN and OEE is 0 (A = 0). It is per
+        group, so it does not add up across grains (at the day the same parts may have run
+        time to match).
     """
     bad = [b for b in by if b not in GRAINS]
     if bad:
@@ -649,13 +835,16 @@ def compute(
     )
     prod = _keys(production_ledger(frames, tz=tz, startup_window_min=startup_window_min), by, frames.machines)
     if start is not None or end is not None:
-        lo = pd.Timestamp(start) if start else None
-        hi = pd.Timestamp(end) if end else None
+        # The hour in which the range starts keeps all its counts.
+        zone = ZoneInfo(str(tz)) if not isinstance(tz, ZoneInfo) else tz
         hours = prod["hour"]
-        prod = prod[
-            ((hours >= lo.floor("h")) if lo is not None else True)
-            & ((hours < hi) if hi is not None else True)
-        ]
+        keep = pd.Series(True, index=prod.index)
+        if start is not None:
+            first = _local_hour_start(_instant_us(start, what="start"), zone)
+            keep &= hours >= pd.Timestamp(first, unit="us", tz="UTC")
+        if end is not None:
+            keep &= hours < pd.Timestamp(_instant_us(end, what="end"), unit="us", tz="UTC")
+        prod = prod[keep]
     group = list(by)
     wide = (
         led.pivot_table(
@@ -700,15 +889,24 @@ def compute(
     t["ideal_reject_min"] = table["ideal_reject_s"] / 60.0
     t["ideal_startup_reject_min"] = table["ideal_startup_reject_s"] / 60.0
     t["ideal_good_min"] = t["ideal_min"] - t["ideal_reject_min"]
+    t["output_without_run"] = t["produced"].where(t["apt_min"] <= 0, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         t["availability"] = _ratio(t["apt_min"], t["pbt_observed_min"])
         t["performance"] = _ratio(t["ideal_min"], t["apt_min"])
         t["quality"] = _ratio(t["ideal_good_min"], t["ideal_min"])
         t["quality_ratio"] = _ratio(t["good"], t["produced"])
         # = A × P × Q; defined (0, not NaN) whenever there was planned time, even with no output.
-        t["oee"] = _ratio(t["ideal_good_min"], t["pbt_observed_min"])
+        # Output counted where the machine had no production time is a data problem (see
+        # output_without_run), not productive time: with A = 0, OEE is 0.
+        t["oee"] = _ratio(_credited(t, "ideal_good_min"), t["pbt_observed_min"])
     t = t.reset_index() if group else t.reset_index(drop=True)
     return OEEResult(t, by, micro_stop_threshold_s)
+
+
+def _credited(t: pd.DataFrame, column: str) -> pd.Series:
+    """An ideal-time column counting only output made with production time (APT > 0), so that
+    OEE, the waterfall and the six big losses agree with A × P × Q in every group."""
+    return t[column].where(t["apt_min"] > 0, 0.0)
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
