@@ -127,6 +127,10 @@ def _pct(value: Any) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{float(value):.1%}"
 
 
+def _amount(value: Any, prefix: str = "") -> str:
+    return "unknown" if value is None or pd.isna(value) else f"{prefix}{float(value):,.0f}"
+
+
 def _label(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     if not columns:
         return pd.Series(["plant"] * len(frame), index=frame.index)
@@ -417,7 +421,11 @@ def pareto(frame: pd.DataFrame, *, measure: str | None = None, top: int | None =
     Returns
     -------
     plotly.graph_objects.Figure
-        Traces ``<measure>`` (bars) and ``cumulative %`` (line on ``y2``).
+        Traces ``<measure>`` (bars) and ``cumulative %`` (line on ``y2``), and where the
+        measure is unknown (a scrap cost nobody recorded: NaN, see
+        :func:`~workbench.losses.scrap_pareto`) ``<measure> unknown``, a flat grey marker
+        labelled so, never a $0 bar. Bars whose cost covers only part of their scrap are labelled
+        with the ``units_without_cost`` they leave out.
     """
     _need(frame, "a Pareto chart", ("share", "cumulative_share"))
     key = str(frame.columns[0])
@@ -433,21 +441,45 @@ def pareto(frame: pd.DataFrame, *, measure: str | None = None, top: int | None =
     shown = frame.head(top) if top else frame
     if top and len(frame) > top:
         title += f" (top {top} of {len(frame)})"
+    # Scrap without a known cost is named in the title, so it stays in view even when `top`
+    # cuts its bar (unknown costs sort last).
+    unpriced = float(frame["units_without_cost"].sum()) if "units_without_cost" in frame.columns else 0.0
+    if measure == "cost" and unpriced > 0:
+        title += f" — {unpriced:,.0f} units scrapped without a cost"
     unit = currency if measure == "cost" else _UNITS.get(measure, "")
     value_fmt = f"{currency}%{{y:,.0f}}" if measure == "cost" else f"%{{y:,.1f}} {unit}"
-    extra = [c for c in ("minutes", "events", "quantity", "cost") if c in shown.columns and c != measure]
-    custom = np.column_stack([shown["share"].to_numpy(dtype=float),
-                              *[shown[c].to_numpy(dtype=float) for c in extra]])
-    extra_fmt = "".join(f"<br>{c}: {currency if c == 'cost' else ''}%{{customdata[{i + 1}]:,.0f}}"
-                        for i, c in enumerate(extra))
+    extra = [c for c in ("minutes", "events", "quantity", "cost", "units_without_cost")
+             if c in shown.columns and c != measure]
+    # Hover values as text: an unknown cost reads "unknown", never "$nan" or "$0".
+    custom = np.column_stack([[_pct(v) for v in shown["share"]],
+                              *[[_amount(v, currency if c == "cost" else "") for v in shown[c]]
+                                for c in extra]])
+    extra_fmt = "".join(f"<br>{c.replace('_', ' ')}: %{{customdata[{i + 1}]}}" for i, c in enumerate(extra))
     labels = shown[key].astype(str)
+    unknown = shown[measure].isna().to_numpy()
+    gaps = (shown["units_without_cost"].to_numpy(dtype=float) if measure == "cost" and "units_without_cost"
+            in shown.columns else np.zeros(len(shown)))
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Bar(
         x=labels, y=shown[measure], name=measure, marker={"color": PRIMARY},
-        customdata=custom,
-        hovertemplate=(f"<b>%{{x}}</b><br>{measure}: {value_fmt} (%{{customdata[0]:.1%}})"
+        # a bar whose cost is only partly known says how much scrap it leaves out
+        text=[f"+{g:,.0f} units, cost unknown" if g > 0 and not u else ""
+              for g, u in zip(gaps, unknown, strict=True)],
+        textposition="outside", cliponaxis=False, customdata=custom,
+        hovertemplate=(f"<b>%{{x}}</b><br>{measure}: {value_fmt} (%{{customdata[0]}})"
                        f"{extra_fmt}<extra></extra>")),
         secondary_y=False)
+    if unknown.any():
+        # No height can stand for an unknown value: a flat, labelled marker instead of a bar that
+        # would read as 0.
+        fig.add_trace(go.Bar(
+            x=labels[unknown], y=np.zeros(int(unknown.sum())), name=f"{measure} unknown",
+            marker={"color": MUTED, "line": {"color": MUTED, "width": 2}},
+            text=[f"{measure} unknown" + (f" ({g:,.0f} units)" if g > 0 else "") for g in gaps[unknown]],
+            textposition="outside", cliponaxis=False, customdata=custom[unknown],
+            hovertemplate=f"<b>%{{x}}</b><br>{measure} unknown{extra_fmt}<extra></extra>"),
+            secondary_y=False)
+        fig.update_layout(barmode="overlay")  # one slot per category: the traces never share one
     fig.add_trace(go.Scatter(
         x=labels, y=shown["cumulative_share"], name="cumulative %", mode="lines+markers",
         line={"color": "#ef6c00", "width": 2}, hovertemplate="%{x}<br>cumulative %{y:.1%}<extra></extra>"),
@@ -480,7 +512,9 @@ def downtime_cost(frame: pd.DataFrame, *, currency: str = "$", top: int | None =
     Returns
     -------
     plotly.graph_objects.Figure
-        One ``Bar`` trace named ``cost``.
+        One ``Bar`` trace named ``cost``, labelled with the cost, or "rate unknown" where every
+        minute of the bar lacks a labor rate and no overhead priced it (its cost of 0 is not a
+        known zero).
     """
     _need(frame, "a downtime cost chart", ("minutes", "cost"))
     if frame.empty:
@@ -489,9 +523,14 @@ def downtime_cost(frame: pd.DataFrame, *, currency: str = "$", top: int | None =
     shown = frame.head(top) if top else frame
     unrated = (shown["minutes_without_rate"] if "minutes_without_rate" in shown.columns
                else shown["minutes"] * 0.0)
+    # Stops without a labor rate are costed at the overhead only; with no overhead their $0 is
+    # not a known zero, so such a bar says what is missing instead.
+    no_rate = (shown["cost"].fillna(0.0) == 0) & (shown["minutes"] > 0) & (unrated >= shown["minutes"])
     fig = go.Figure(go.Bar(
         x=shown[key].astype(str), y=shown["cost"], name="cost", marker={"color": PRIMARY},
-        text=[f"{currency}{v:,.0f}" for v in shown["cost"]], textposition="outside",
+        text=["rate unknown" if missing else f"{currency}{v:,.0f}"
+              for v, missing in zip(shown["cost"], no_rate, strict=True)],
+        textposition="outside",
         customdata=np.column_stack([shown["minutes"].to_numpy(float), unrated.to_numpy(float)]),
         hovertemplate=(f"<b>%{{x}}</b><br>cost {currency}%{{y:,.0f}}<br>%{{customdata[0]:,.0f}} min stopped"
                        "<br>%{customdata[1]:,.0f} min without a labor rate<extra></extra>")))

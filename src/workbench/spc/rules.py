@@ -4,7 +4,8 @@ Every rule takes ``z = (statistic − center) / σ_point`` — the distance of e
 the center line in units of *that point's* standard error — so charts whose limits vary from
 point to point (p and u charts with varying sample sizes, X̄ charts with varying subgroup sizes)
 are tested exactly like charts with straight limits. The zones are the usual ones:
-zone C within 1σ of the center line, zone B between 1σ and 2σ, zone A between 2σ and 3σ.
+zone C within 1σ of the center line, zone B between 1σ and 2σ, zone A between 2σ and 3σ; a point
+on a zone line belongs to the inner zone (|z| = 1 is in zone C, see the boundary convention below).
 
 Conventions shared by all rules
 -------------------------------
@@ -15,7 +16,11 @@ Conventions shared by all rules
 * Windows at the start of a series count the points available: the first two points both beyond
   +2σ already are "two of three".
 * Boundaries are strict: a point *on* a limit or zone line is not beyond it; a point exactly on the
-  center line is on neither side and ends a "same side" run.
+  center line is on neither side and ends a "same side" run. "Beyond kσ" is |z| > k and "within
+  kσ" is |z| ≤ k, so every point (not NaN, not on a clipped lower side) is exactly one of the
+  two: a point on the ±1σ line is within 1σ (it counts for Nelson 7) and not beyond it (it
+  counts for no WE 3 / Nelson 6 / Nelson 8 pattern). Such points are common on count charts: a
+  c chart with c̄ = 9 has σ = 3, so counts 6 and 12 sit on the ±1σ lines.
 * ``lower`` marks the points where the chart has a real lower side. Attribute charts whose lower
   3σ limit falls below zero are clipped to LCL = 0 and are one-sided there: the count cannot go
   far enough below the center line for the lower zones to have the tail probabilities the rules
@@ -225,11 +230,14 @@ def nelson6(z: ArrayLike, *, lower: ArrayLike | None = None, limit: float = 3.0)
 def nelson7(z: ArrayLike, *, lower: ArrayLike | None = None, limit: float = 3.0) -> NDArray[np.intp]:
     """Nelson rule 7: fifteen points in a row within 1σ of the center line, on either side.
 
-    Too little variation (zone C, |z| < 1, fifteen times running) — often limits computed from
-    mixed streams or a wrong sigma. Flags the fifteenth point and every further point of the run.
+    Too little variation (zone C, |z| ≤ 1, fifteen times running) — often limits computed from
+    mixed streams or a wrong sigma. A point on the ±1σ line is within 1σ, since on a line is not
+    beyond it. Flags the fifteenth point and every further point of the run.
     """
     v, has_lower = _prepare(z, lower)
-    inside = (np.abs(v) < 1.0) & (has_lower | (v >= 0))
+    # ≤, not <: "within 1σ" is the complement of "beyond 1σ" (|z| > 1, rules 6 and 8), so a point
+    # on the line is in exactly one of them instead of neither.
+    inside = (np.abs(v) <= 1.0) & (has_lower | (v >= 0))
     return _indexes(_run_lengths(inside) >= 15)
 
 
@@ -237,8 +245,8 @@ def nelson8(z: ArrayLike, *, lower: ArrayLike | None = None, limit: float = 3.0)
     """Nelson rule 8: eight points in a row more than 1σ from the center line, on either side.
 
     No point of the run in zone C (|z| > 1 each time, above or below) — a mixture of two
-    streams. Flags the eighth point and every further point of the run. Following Minitab, the
-    run does not have to visit both sides.
+    streams. A point on the ±1σ line is in zone C and ends the run. Flags the eighth point and
+    every further point of the run. Following Minitab, the run does not have to visit both sides.
     """
     v, has_lower = _prepare(z, lower)
     outside = _above(v, 1.0) | _below(v, 1.0, has_lower)
