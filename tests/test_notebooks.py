@@ -367,3 +367,37 @@ def test_the_configured_warehouse_is_the_default(demo_warehouse: Path, tmp_path:
     printed = "".join(o.get("text", "") for c in book.cells for o in c.get("outputs", [])
                       if o.get("output_type") == "stream")
     assert str(home / "data" / "warehouse.duckdb") in printed
+
+
+@pytest.mark.slow
+def test_daily_summary_of_a_day_without_data_says_so(demo_warehouse: Path, tmp_path: Path) -> None:
+    """The demo plant with its collectors silent on Wed 28 Oct 2026: the page says NO DATA and
+    how many planned minutes went without, instead of empty figures and tables."""
+    from workbench.simulate import GroundTruth
+
+    day = dt.date(2026, 10, 28)
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo_warehouse, copy)
+    with DuckDBWarehouse(copy) as wh:
+        start, end = jobs.production_day_range(wh, first=day, last=day + dt.timedelta(days=1), tz=TZ)
+        events = wh.read("production_events", start=start, end=end + dt.timedelta(seconds=1))
+        states = wh.read("machine_states", start=start, end=end, overlap=True)
+        wh.delete_keys("production_events", "event_id", events["event_id"].tolist())
+        wh.delete_keys("machine_states", "event_id", states["event_id"].tolist())
+    truth = GroundTruth.load(demo_warehouse.parent / "truth").oee
+    planned = truth.loc[truth["shift_date"] == day, "planned_busy_min"].sum()
+    assert planned > 0
+
+    _, book, error = _execute(ROOT / "notebooks" / "daily_summary.ipynb", tmp_path,
+                              {"warehouse": str(copy), "date": day.isoformat()})
+    assert book is not None, error
+    outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    shown = [o["data"] for o in outputs if o.get("output_type") == "display_data"]
+    plain = [d.get("text/plain", "") for d in shown]
+    headline = f"NO DATA — Wed 28 Oct 2026: no production recorded ({planned:,.0f} planned min without data)"
+    assert plain[0] == headline  # the first thing shown, right under the header
+    box = next(d["text/html"] for d in shown if 'data-wb="no-data"' in d.get("text/html", ""))
+    assert f"The shift calendar planned {planned:,.0f} machine-minutes of production" in box
+    assert not _plotly_outputs(book), "no figures of a day without data"
+    assert not any("availability" in d.get("text/html", "") for d in shown), "no empty machine table"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -191,8 +192,13 @@ def oee_command(
     rollup: Annotated[bool, typer.Option("--rollup", help="Also upsert oee_hourly for the range.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
 ) -> None:
-    """OEE (ISO 22400-2) from the warehouse: availability, performance, quality per group."""
-    from workbench import jobs
+    """OEE (ISO 22400-2) from the warehouse: availability, performance, quality per group.
+
+    A range without any production data is said so, with the planned minutes that had none, and
+    exits with code 1 (``--json``: ``{"rows": [], "no_data": true, "message": …}``) — an empty
+    table would read like a quiet day.
+    """
+    from workbench import coverage, jobs, oee
     from workbench.store import open_warehouse
 
     settings = wb_config.settings()
@@ -202,8 +208,21 @@ def oee_command(
     with open_warehouse() as wh:
         t0, t1 = jobs.production_day_range(wh, first=first, last=last,  # type: ignore[arg-type]
                                            tz=settings.plant_timezone)
-        result = jobs.compute_oee(wh, start=t0, end=t1, tz=settings.plant_timezone, by=grouping,
-                                  micro_stop_threshold_s=settings.micro_stop_threshold_s)
+        frames = jobs.load_plant_frames(wh, start=t0, end=t1)
+        found = coverage.data_coverage(frames, start=t0, end=t1, tz=settings.plant_timezone,
+                                       micro_stop_threshold_s=settings.micro_stop_threshold_s)
+        if not found.has_data:
+            message = found.message(tz=settings.plant_timezone, where=wh.location)
+            if as_json:
+                typer.echo(json.dumps({"rows": [], "no_data": True, "message": message,
+                                       "start": t0.isoformat(), "end": t1.isoformat(),
+                                       "shifts": found.shifts, "planned_min_without_data": found.planned_min},
+                                      indent=2, ensure_ascii=False))
+            else:
+                console.print(message, highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        result = oee.compute(frames, by=grouping, tz=settings.plant_timezone,
+                             micro_stop_threshold_s=settings.micro_stop_threshold_s, start=t0, end=t1)
         written = None
         if rollup:
             written = jobs.roll_up_oee_hourly(wh, start=t0, end=t1, tz=settings.plant_timezone,

@@ -34,7 +34,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -42,6 +42,9 @@ from workbench import jobs, oee, reliability, schema
 from workbench.config import RECORD_MIME, report_run, settings
 from workbench.errors import ConfigError, ReliabilityError
 from workbench.store import OnDemandWarehouse, Warehouse, open_reader
+
+if TYPE_CHECKING:
+    from workbench.summary import DailySummary
 
 __all__ = [
     "MONEY_COLUMNS",
@@ -51,6 +54,7 @@ __all__ = [
     "WeibullChoice",
     "header",
     "heading",
+    "no_data",
     "open_data",
     "record",
     "resolve_days",
@@ -530,6 +534,37 @@ def heading(text: str, *, level: int = 2) -> None:
 
     _display({"text/html": f"<h{level}>{escape(text)}</h{level}>", "text/markdown": f"{'#' * level} {text}",
               "text/plain": text})
+
+
+def no_data(summary: DailySummary) -> bool:
+    """On a day without production data, say so in a box and return True.
+
+    Parameters
+    ----------
+    summary : DailySummary
+        The day's summary (:attr:`~workbench.summary.DailySummary.has_data`,
+        :attr:`~workbench.summary.DailySummary.no_data_statement`).
+
+    Returns
+    -------
+    bool
+        True when the day has no data: the notebook then leaves out its figures and tables,
+        whose emptiness would read like a quiet day.
+    """
+    from html import escape
+
+    if summary.has_data:
+        return False
+    text = summary.no_data_statement
+    _display({"text/html": '<div role="alert" data-wb="no-data" style="border:2px solid #991b1b;'
+                           'border-left:10px solid #991b1b;background:#fef2f2;color:#450a0a;'
+                           'padding:10px 14px;margin:8px 0;font-size:14px;">'
+                           '<div style="font-size:17px;font-weight:bold;color:#991b1b;">'
+                           "⚠ No production data</div>"
+                           f"<div>{escape(text)}</div></div>",
+              "text/markdown": f"> **⚠ No production data**\n>\n> {text}",
+              "text/plain": f"NO PRODUCTION DATA: {text}"})
+    return True
 
 
 def _display(bundle: dict[str, Any]) -> None:

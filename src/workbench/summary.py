@@ -11,10 +11,11 @@ import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from workbench import losses, oee
+from workbench import coverage, losses, oee
 from workbench.errors import WorkbenchError
 
 #: OEE colour bands (world class ≥ 85 %; below 65 % needs attention) — overridable per pipeline.
@@ -33,7 +34,9 @@ class DailySummary:
         Production day (plant time; it starts with the first shift).
     plant : dict
         availability, performance, quality, oee (None where undefined), good, rejects,
-        pbt_min, no_data_min — time-weighted over all machines.
+        pbt_min, no_data_min — time-weighted over all machines. On a day without data (see
+        :attr:`has_data`) pbt_min and no_data_min are the planned busy time the shift calendar
+        had for the machines, all of it without data.
     machines : DataFrame
         machine_id, name, line, availability, performance, quality, oee, good, rejects,
         down_min, status ("good" / "watch" / "poor" / "no plan").
@@ -44,7 +47,10 @@ class DailySummary:
     spc_violations : DataFrame
         machine_id, part_number, characteristic, rule, subgroup, message.
     data : dict
-        What it was computed from: rows per table and the time range (for the report footer).
+        What it was computed from: rows per table and the time range (for the report footer);
+        ``has_data`` (some machine reported a state or a produced part that day) and ``shifts``
+        (shifts of the calendar in the day). Both are missing from records kept before they
+        existed; see :attr:`has_data`.
     thresholds : tuple of float
         (good, watch) OEE thresholds.
     """
@@ -105,11 +111,69 @@ class DailySummary:
             raise WorkbenchError(f"malformed DailySummary record: {type(exc).__name__}: {exc}") from None
 
     @property
+    def has_data(self) -> bool:
+        """Whether some machine reported a state or a produced part that day.
+
+        False means the figures are not a quiet day but no data at all (a dead collector, a failed
+        sync, a day outside the data): :attr:`headline` and :attr:`no_data_statement` say so.
+        A record kept before the flag existed is judged by its row counts; a summary that has
+        neither is taken to have data (nothing says otherwise).
+        """
+        flag = self.data.get("has_data")
+        if flag is not None:
+            return bool(flag)
+        rows = self.data.get("rows")
+        if isinstance(rows, dict) and rows:
+            return bool(rows.get("production_events") or rows.get("machine_states"))
+        return True
+
+    @property
+    def no_data_min(self) -> float:
+        """Planned minutes without data (on a day without data: all of the calendar's)."""
+        value = self.plant.get("no_data_min")
+        return 0.0 if value is None or pd.isna(value) else float(value)
+
+    def _no_calendar(self) -> bool:
+        return self.data.get("shifts") == 0
+
+    @property
     def headline(self) -> str:
-        """One line for an e-mail subject: plant OEE and the day."""
+        """One line for an e-mail subject: plant OEE and the day — or, on a day without any
+        production data, ``NO DATA`` and why, never an OEE of "n/a" that reads like a quiet day."""
+        if not self.has_data:
+            if self._no_calendar():
+                return f"NO DATA — {self.day:%a %d %b %Y}: no production and no shift calendar for this day"
+            return (f"NO DATA — {self.day:%a %d %b %Y}: no production recorded "
+                    f"({self.no_data_min:,.0f} planned min without data)")
         value = self.plant.get("oee")
         shown = "n/a" if value is None else f"{value:.1%}"
         return f"Plant OEE {shown} — {self.day:%a %d %b %Y}"
+
+    @property
+    def no_data_statement(self) -> str:
+        """What a day without data means, in plain words, for the top of the e-mail and the
+        notebook ("" on a day with data)."""
+        if self.has_data:
+            return ""
+        span = f"{self.day:%a %d %b %Y}"
+        try:
+            zone = ZoneInfo(self.tz)
+            lo = dt.datetime.fromisoformat(str(self.data["start"])).astimezone(zone)
+            hi = dt.datetime.fromisoformat(str(self.data["end"])).astimezone(zone)
+            span += f" ({lo:%H:%M %a %d %b} to {hi:%H:%M %a %d %b %Y}, {self.tz})"
+        except (KeyError, ValueError, TypeError, LookupError):
+            pass  # an old or hand-made record without its range: the day alone
+        said = (f"No production data for {span}: no machine reported a state or a produced part. "
+                "These are not the figures of a quiet day — there are no figures.")
+        if self._no_calendar():
+            return (f"{said} The shift calendar has no shift on this day either. If the plant worked, "
+                    "check the collectors and syncs (workbench sources status) and the shift calendar.")
+        if self.no_data_min <= 0:
+            return (f"{said} The shift calendar has shifts on this day but no planned production time "
+                    "(planned stops cover them).")
+        return (f"{said} The shift calendar planned {self.no_data_min:,.0f} machine-minutes of production; "
+                "all of them are without data. Check the collectors and syncs (workbench sources status) "
+                "before reading this day as a quiet one.")
 
 
 _FRAMES = ("machines", "downtime_top", "scrap_top", "spc_violations")
@@ -153,6 +217,12 @@ def daily_summary(tables: dict[str, pd.DataFrame], *, day: dt.date, start: dt.da
     plant = {k: _none(p.get(k)) for k in ("availability", "performance", "quality", "oee")}
     plant |= {k: int(p.get(k, 0)) for k in ("good", "rejects")}
     plant |= {k: float(p.get(k, 0.0)) for k in ("pbt_min", "no_data_min")}
+    found = coverage.data_coverage(frames, start=start, end=end, tz=tz,
+                                   micro_stop_threshold_s=micro_stop_threshold_s)
+    if not found.has_data:
+        # OEE computes nothing for machines that reported nothing; the calendar's planned time is
+        # what went without data, and saying how much is what tells a dead collector from a day off.
+        plant["pbt_min"] = plant["no_data_min"] = found.planned_min or 0.0
 
     names = tables["machines"].set_index("machine_id")
     m = result.table.copy()
@@ -181,7 +251,8 @@ def daily_summary(tables: dict[str, pd.DataFrame], *, day: dt.date, start: dt.da
     violations = spc_violations(tables.get("quality_measurements", pd.DataFrame()), start=start, end=end,
                                 characteristics=tables.get("characteristics"), rules=rules)
     data = {"rows": {name: len(frame) for name, frame in tables.items()},
-            "start": start.isoformat(), "end": end.isoformat()}
+            "start": start.isoformat(), "end": end.isoformat(), "has_data": found.has_data,
+            "shifts": found.shifts}
     return DailySummary(day, tz, plant, machines.reset_index(drop=True),
                         downtime_top[[c for c in downtime_top.columns if c != "cumulative_share"]],
                         scrap_top[[c for c in scrap_top.columns if c != "cumulative_share"]],

@@ -225,6 +225,7 @@ def test_daily_email_through_smtp(smtp_server: Server, daily_summary, tmp_path: 
     html, text = _html(received), _text(received)
     assert f'href="{REPORT_URL}"' in html and REPORT_URL in text
     assert 'data-wb="warnings"' not in html and "WARNINGS" not in text
+    assert 'data-wb="no-data"' not in html and "No production data" not in text  # a day with data
     plant_oee = f"{s.plant['oee']:.1%}"
     assert plant_oee in html and plant_oee in text
     # OEE per machine, each coloured by the summary's own status band
@@ -423,3 +424,78 @@ def test_charts_drawn_ahead_are_used_and_must_be_of_the_same_day(daily_summary) 
     with pytest.raises(MailError, match="charts are of"):
         compose_daily_email(daily_summary, report=None, report_url=None, warnings=[], sender=SENDER,
                             recipients=RECIPIENTS, images=stale)
+
+
+# -- a day without production data ---------------------------------------------------------------
+
+def _silent_day(plant, day: dt.date):
+    """The summary of ``day`` of a simulated plant whose collectors and syncs sent nothing that
+    day (no production events, states, stops or scrap); the quality lab's measurements remain."""
+    import pandas as pd
+
+    from workbench import summary
+
+    cal = plant.tables["shift_calendar"]
+    firsts = cal.groupby("shift_date")["time_start"].min()
+    start = firsts.get(day, pd.Timestamp(dt.datetime.combine(day, dt.time(6)), tz=plant.config.timezone))
+    silent = {name: (frame.iloc[:0] if name in ("production_events", "machine_states", "downtime_events",
+                                                 "scrap_events") else frame)
+              for name, frame in plant.tables.items()}
+    start = pd.Timestamp(start).to_pydatetime()
+    return summary.daily_summary(silent, day=day, start=start, end=start + dt.timedelta(days=1),
+                                 tz=plant.config.timezone)
+
+
+def test_a_day_without_data_says_so_instead_of_a_quiet_day(smtp_server: Server, small_plant,
+                                                           tmp_path: Path) -> None:
+    from workbench.reports import outcome_markdown
+
+    day = dt.date(2026, 10, 28)  # a Wednesday of the small plant: three shifts planned
+    s = _silent_day(small_plant, day)
+    truth = small_plant.truth.oee
+    planned = truth.loc[truth["shift_date"] == day, "planned_busy_min"].sum()
+    assert not s.has_data and planned > 0
+    msg = compose_daily_email(s, report=None, report_url=REPORT_URL, warnings=[], sender=SENDER,
+                              recipients=RECIPIENTS, subject_prefix="[PLANT1]")
+    deliver(msg, settings=smtp_server.settings(), outbox=tmp_path / "outbox")
+    received = smtp_server.store.messages[0].message
+    headline = f"NO DATA — Wed 28 Oct 2026: no production recorded ({planned:,.0f} planned min without data)"
+    assert received["Subject"] == f"[PLANT1] {headline}"
+
+    html, text = _html(received), _text(received)
+    statement = (f"The shift calendar planned {planned:,.0f} machine-minutes of production; "
+                 "all of them are without data.")
+    assert statement in s.no_data_statement
+    # text: the headline, then the statement, before anything else
+    lines = text.splitlines()
+    assert lines[0] == headline
+    assert lines[3].startswith("!! No production data for Wed 28 Oct 2026 (")
+    assert statement in " ".join(line.removeprefix("!! ") for line in lines if line.startswith("!! "))
+    # html: a box right under the headline
+    box = re.search(r'<td style="[^"]*" data-wb="no-data">(.*?)</td>', html, re.S)
+    assert box and statement in box.group(1)
+    assert html.index(f">{headline}</h1>") < html.index('data-wb="no-data"')
+    # none of what made a dead day read like a quiet one
+    for quiet in ("(none)", "No data 0 min", "OEE n/a", "No scrap.", "No unplanned downtime.", "OEE per machine",
+                  "Top scrap causes", "Top downtime causes"):
+        assert quiet not in text and quiet not in html, quiet
+    assert not [p for p in received.walk() if p.get_content_type() == "image/png"]
+    assert "cid:" not in html
+    # the quality lab measured that day: its SPC findings still follow the statement
+    assert not s.spc_violations.empty
+    assert text.index("!! No production data") < text.index("SPC rule violations")
+    # the outcome the Prefect UI shows
+    markdown = outcome_markdown(s, [], title="Daily report", index_html="index.html", delivery=None)
+    assert f"**{headline}**" in markdown and "| OEE |" not in markdown
+
+
+def test_a_day_without_data_nor_calendar(small_plant) -> None:
+    s = _silent_day(small_plant, dt.date(2026, 12, 25))  # after the simulation: no shift either
+    msg = compose_daily_email(s, report=None, report_url=REPORT_URL, warnings=["something else failed"],
+                              sender=SENDER, recipients=RECIPIENTS)
+    headline = "NO DATA — Fri 25 Dec 2026: no production and no shift calendar for this day"
+    assert msg["Subject"] == f"⚠ [WARNING] {headline}"
+    text = _text(msg)
+    assert text.startswith(headline) and "no shift on this day either" in " ".join(text.split())
+    assert "(none)" not in text and "No data 0 min" not in text
+    assert 'data-wb="no-data"' in _html(msg) and 'data-wb="warnings"' in _html(msg)

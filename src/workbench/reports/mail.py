@@ -11,7 +11,11 @@ MIME structure of a composed message::
     │       └── image/png  (Content-ID)  downtime Pareto
     └── application/zip                  the report's HTML pages, when there is no report URL
 
-Without an attachment the top level is the ``multipart/alternative``.
+Without an attachment the top level is the ``multipart/alternative``. A day without any
+production data (:attr:`DailySummary.has_data` false) says so in the subject ("NO DATA — …") and
+at the top of both parts, instead of KPIs of "n/a", "0 min" and "(none)" that read like a quiet
+day; it has no OEE chart, and only the sections that have rows (downtime, scrap, SPC) follow —
+without a chart at all the HTML part is a plain ``text/html``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import re
 import smtplib
 import ssl
 import tempfile
+import textwrap
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,7 +149,9 @@ def subject_for(summary: DailySummary, *, warnings: list[str], prefix: str = "",
     str
         ``"[PLANT1] ⚠ [WARNING] Plant OEE 66.2% — Wed 04 Nov 2026"``, or with a stale source
         ``"[PLANT1] ⚠ [DATA INCOMPLETE] Plant OEE 66.2% — …"`` (both tags when both apply); the
-        ASCII tags are there for mail filters, the sign for people.
+        ASCII tags are there for mail filters, the sign for people. A day without data has the
+        headline ``"NO DATA — Thu 01 Jan 2026: no production recorded (900 planned min without
+        data)"``.
     """
     parts = [prefix.strip()] if prefix.strip() else []
     tags = (["[WARNING]"] if warnings else []) + (["[DATA INCOMPLETE]"] if source_warnings else [])
@@ -214,26 +221,35 @@ def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, st
             f'<td style="border:2px solid #b45309;background:#fffbeb;padding:8px 12px;color:#78350f;{_FONT}'
             'font-size:14px;" data-wb="warnings"><strong>⚠ Warnings</strong>'
             f'<ul style="margin:4px 0 0 0;padding-left:20px;">{items}</ul></td></tr></table>')
-    out.append(f'<table role="presentation" cellpadding="0" cellspacing="0" style="border-collapse:collapse;'
-               f'margin:4px 0 12px 0;background:#f9fafb;border:1px solid #e5e7eb;"><tr>{facts}</tr></table>')
-    good, watch = summary.thresholds
-    out.append(f'<h2 style="{_H2}">OEE per machine</h2>'
-               f'<p style="margin:0 0 4px 0;font-size:12px;color:#6b7280;{_FONT}">good ≥ {good:.0%}, '
-               f"watch ≥ {watch:.0%}, below: poor</p>")
-    out.append(_html_table(_machine_rows(summary), cell_style=_band_cell)
-               or f'<p style="{_FONT}">No machines.</p>')
-    out.append(_img(cids["oee"], "OEE per machine"))
-    out.append(f'<h2 style="{_H2}">Top downtime causes (unplanned)</h2>')
-    out.append(_html_table(_downtime_rows(summary)) or f'<p style="{_FONT}">No unplanned downtime.</p>')
-    if not summary.downtime_top.empty:
-        out.append(_img(cids["pareto"], "Downtime Pareto"))
-    out.append(f'<h2 style="{_H2}">Top scrap causes</h2>')
-    out.append(_html_table(_scrap_rows(summary)) or f'<p style="{_FONT}">No scrap.</p>')
+    if summary.has_data:
+        out.append('<table role="presentation" cellpadding="0" cellspacing="0" '
+                   'style="border-collapse:collapse;margin:4px 0 12px 0;background:#f9fafb;'
+                   f'border:1px solid #e5e7eb;"><tr>{facts}</tr></table>')
+        good, watch = summary.thresholds
+        out.append(f'<h2 style="{_H2}">OEE per machine</h2>'
+                   f'<p style="margin:0 0 4px 0;font-size:12px;color:#6b7280;{_FONT}">good ≥ {good:.0%}, '
+                   f"watch ≥ {watch:.0%}, below: poor</p>")
+        out.append(_html_table(_machine_rows(summary), cell_style=_band_cell)
+                   or f'<p style="{_FONT}">No machines.</p>')
+        out.append(_img(cids["oee"], "OEE per machine"))
+    else:
+        out.append(_html_no_data(summary))
     spc, more = _spc_rows(summary)
-    out.append(f'<h2 style="{_H2}">SPC rule violations</h2>')
-    out.append(_html_table(spc) or f'<p style="{_FONT}">No SPC rule violations.</p>')
-    if more:
-        out.append(f'<p style="{_FONT}font-size:12px;">… and {more} more series.</p>')
+    # On a day without data an empty section ("No scrap.") would read as a good day: only the
+    # sections that have something to show, under the statement that there was no production.
+    if summary.has_data or not summary.downtime_top.empty:
+        out.append(f'<h2 style="{_H2}">Top downtime causes (unplanned)</h2>')
+        out.append(_html_table(_downtime_rows(summary)) or f'<p style="{_FONT}">No unplanned downtime.</p>')
+        if not summary.downtime_top.empty:
+            out.append(_img(cids["pareto"], "Downtime Pareto"))
+    if summary.has_data or not summary.scrap_top.empty:
+        out.append(f'<h2 style="{_H2}">Top scrap causes</h2>')
+        out.append(_html_table(_scrap_rows(summary)) or f'<p style="{_FONT}">No scrap.</p>')
+    if summary.has_data or spc:
+        out.append(f'<h2 style="{_H2}">SPC rule violations</h2>')
+        out.append(_html_table(spc) or f'<p style="{_FONT}">No SPC rule violations.</p>')
+        if more:
+            out.append(f'<p style="{_FONT}font-size:12px;">… and {more} more series.</p>')
     out.append(link_html)
     out.append(f'<p style="{_FONT}font-size:11px;color:#6b7280;margin-top:20px;">{_e(footer)}</p>')
     return ('<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -244,6 +260,16 @@ def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, st
             '<table role="presentation" cellpadding="0" cellspacing="0" '
             'style="border-collapse:collapse;width:100%;max-width:760px;"><tr><td>'
             + "".join(out) + "</td></tr></table></td></tr></table></body></html>")
+
+
+def _html_no_data(summary: DailySummary) -> str:
+    return ('<table role="presentation" width="100%" cellpadding="0" cellspacing="0" '
+            'style="border-collapse:collapse;margin:4px 0 12px 0;"><tr>'
+            f'<td style="border:2px solid #991b1b;border-left:10px solid #991b1b;background:#fef2f2;'
+            f'padding:10px 14px;color:#450a0a;{_FONT}font-size:14px;" data-wb="no-data">'
+            '<div style="font-size:17px;font-weight:bold;color:#991b1b;margin:0 0 4px 0;">'
+            "⚠ No production data</div>"
+            f"<div>{_e(summary.no_data_statement)}</div></td></tr></table>")
 
 
 def _img(cid: str, alt: str) -> str:
@@ -281,13 +307,25 @@ def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, fo
     out += [summary.headline, "=" * len(summary.headline), ""]
     if warnings:
         out += ["WARNINGS", *[f"  ! {w}" for w in warnings], ""]
+    spc, more = _spc_rows(summary)
+    if not summary.has_data:
+        # The statement instead of "(none)" under every heading, which reads like a quiet day; a
+        # section that does have rows (e.g. SPC from the quality lab) still follows.
+        out += [*(f"!! {line}" for line in textwrap.wrap(summary.no_data_statement, 76)), ""]
+        for title, rows in (("Top downtime causes (unplanned)", _downtime_rows(summary)),
+                            ("Top scrap causes", _scrap_rows(summary)), ("SPC rule violations", spc)):
+            if rows:
+                out += [title, _text_table(rows)]
+        if spc and more:
+            out.append(f"  ... and {more} more series.\n")
+        out += [link_text, "", footer, ""]
+        return "\n".join(out)
     out.append("Plant: " + " | ".join(f"{k} {v}" for k, v in _plant_facts(summary)))
     good, watch = summary.thresholds
     out += ["", f"OEE per machine (good >= {good:.0%}, watch >= {watch:.0%}, below: poor)",
             _text_table(_machine_rows(summary)),
             "Top downtime causes (unplanned)", _text_table(_downtime_rows(summary)),
             "Top scrap causes", _text_table(_scrap_rows(summary))]
-    spc, more = _spc_rows(summary)
     out += ["SPC rule violations", _text_table(spc)]
     if more:
         out.append(f"  ... and {more} more series.\n")
@@ -433,8 +471,9 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
     elif images.day != summary.day:
         raise MailError(f"the charts are of {images.day}, the summary of {summary.day}")
     html_part = msg.get_payload()[1]
-    html_part.add_related(images.oee_png, maintype="image", subtype="png",
-                          cid=f"<{cids['oee']}>", filename="oee-per-machine.png")
+    if summary.has_data:  # a day without data shows no OEE chart (see _html_body)
+        html_part.add_related(images.oee_png, maintype="image", subtype="png",
+                              cid=f"<{cids['oee']}>", filename="oee-per-machine.png")
     if images.pareto_png is not None:
         html_part.add_related(images.pareto_png, maintype="image", subtype="png",
                               cid=f"<{cids['pareto']}>", filename="downtime-pareto.png")
@@ -466,7 +505,9 @@ def outcome_markdown(summary: DailySummary | None, sections: Sequence[SectionRes
     str
     """
     lines = [f"## {title}", ""]
-    if summary is not None:
+    if summary is not None and not summary.has_data:
+        lines += [f"**{summary.headline}**", "", summary.no_data_statement, ""]
+    elif summary is not None:
         facts = _plant_facts(summary)
         lines += ["| " + " | ".join(k for k, _ in facts) + " |", "|" + "---:|" * len(facts),
                   "| " + " | ".join(v for _, v in facts) + " |", ""]
