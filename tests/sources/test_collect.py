@@ -187,26 +187,6 @@ def test_a_production_day_reconciles_with_the_ground_truth(
 # -- faults, with the collector as its own process ------------------------------------------------
 
 
-@pytest.fixture
-def pg_role_url(pg_url):
-    """A schema owned by its own login role, so a test can lock the collector out of PostgreSQL."""
-    role = f"wb_coll_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN")
-        conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
-    from urllib.parse import quote, urlsplit, urlunsplit
-
-    parts = urlsplit(pg_url)
-    netloc = f"{role}@{parts.hostname}:{parts.port or 5432}"
-    url = urlunsplit((parts.scheme, netloc, parts.path, f"options={quote(f'-csearch_path={role}')}", ""))
-    yield url, role
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"ALTER ROLE {role} LOGIN")
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-        conn.execute(f"DROP SCHEMA {role} CASCADE")
-        conn.execute(f"DROP ROLE {role}")
-
-
 def _fault_run(image: PlcImage, tmp: Path, url: str, fault, broker, *, speed: float = 240):
     """Publish ``image`` while the collector (a process) runs; ``fault(proc, pub)`` mid-stream."""
     prefix = _prefix()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-import uuid
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -205,23 +203,6 @@ def test_a_source_unreachable_after_its_retries_fails_the_run_and_keeps_its_wate
     assert sync_machinemetrics(s, spec(machines=("M01", "M02")), until=t3, retry_policy=FAST).ok
     with open_wh(s) as wh:
         assert assert_same_hours(plant30, wh, machines=["M01", "M02"], start=t1, end=t3) > 0
-
-
-@pytest.fixture
-def pg_role_url(pg_url):
-    """A schema owned by its own login role, so the test can lock the sync out of PostgreSQL."""
-    role = f"wb_sync_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN")
-        conn.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
-    parts = urlsplit(pg_url)
-    netloc = f"{role}@{parts.hostname}:{parts.port or 5432}"
-    yield urlunsplit((parts.scheme, netloc, parts.path, f"options={quote(f'-csearch_path={role}')}", "")), role
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"ALTER ROLE {role} LOGIN")
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-        conn.execute(f"DROP SCHEMA {role} CASCADE")
-        conn.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.postgres
