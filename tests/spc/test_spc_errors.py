@@ -109,8 +109,8 @@ def test_too_few_subgroups() -> None:
 
 
 def test_unknown_chart_rule_set_and_excluded_ids() -> None:
-    with pytest.raises(SPCError, match="unknown chart 'cusum'; charts are xbar_r, xbar_s, imr"):
-        spc.control_chart(subgrouped(), chart="cusum", value="v", subgroup="sg")
+    with pytest.raises(SPCError, match="unknown chart 'shewhart'; charts are xbar_r, xbar_s, imr.*ewma, cusum"):
+        spc.control_chart(subgrouped(), chart="shewhart", value="v", subgroup="sg")
     with pytest.raises(SPCError, match="unknown rule set 'western'"):
         spc.xbar_r(subgrouped(), value="v", subgroup="sg", rules="western")
     with pytest.raises(SPCError, match="exclude: subgroup 'S99' is not in the data"):

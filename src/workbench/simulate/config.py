@@ -50,6 +50,14 @@ class PlantConfig:
         live collector's own outages are the ones that matter there.
     workdays : tuple of int
         Scheduled weekdays (0 = Monday); Monday–Friday by default. Weekend days are not scheduled.
+    process_shift_sigma : tuple of float
+        ``(low, high)``: each injected step shift of the process mean is ±U(low, high) process
+        sigmas (1.5–3 σ by default: large for an X̄ chart of five). Smaller steps, e.g.
+        ``(0.5, 1.5)``, exercise the charts meant for small shifts (EWMA, CUSUM). ``0 < low ≤ high``.
+    tool_wear_sigma : tuple of float
+        ``(low, high)``: each tool drifts the mean by U(low, high) process sigmas at the planned
+        end of its life (2–3 σ by default); ``(0, 0)`` turns the wear drift off (tools still
+        wear out, slow the cycle and are changed). ``0 ≤ low ≤ high``.
     """
 
     seed: int = 7
@@ -65,10 +73,14 @@ class PlantConfig:
     micro_stop_threshold_s: float = 120.0
     collector_outages: bool = True
     workdays: tuple[int, ...] = WEEKDAYS
+    process_shift_sigma: tuple[float, float] = (1.5, 3.0)
+    tool_wear_sigma: tuple[float, float] = (2.0, 3.0)
 
     def __post_init__(self) -> None:
-        if isinstance(self.workdays, list):  # accept a list (e.g. from JSON) but store a tuple
-            object.__setattr__(self, "workdays", tuple(self.workdays))
+        for name in ("workdays", "process_shift_sigma", "tool_wear_sigma"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # accept a list (e.g. from JSON) but store a tuple
+                object.__setattr__(self, name, tuple(value))
         _validate(self)
 
     @property
@@ -87,6 +99,8 @@ class PlantConfig:
         out = asdict(self)
         out["start"] = self.start.isoformat()
         out["workdays"] = list(self.workdays)
+        out["process_shift_sigma"] = list(self.process_shift_sigma)
+        out["tool_wear_sigma"] = list(self.tool_wear_sigma)
         return out
 
     @classmethod
@@ -99,13 +113,27 @@ class PlantConfig:
         values = dict(data)
         if isinstance(values.get("start"), str):
             values["start"] = dt.date.fromisoformat(values["start"])
-        if "workdays" in values:
-            values["workdays"] = tuple(values["workdays"])
+        for name in ("workdays", "process_shift_sigma", "tool_wear_sigma"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sigma_range(value: object, *, zero_ok: bool) -> str | None:
+    """Why ``value`` is not a ``(low, high)`` range of process sigmas, or None when it is."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        return "a (low, high) pair of numbers"
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        return "a (low, high) pair of numbers"
+    low, high = (float(v) for v in value)
+    floor = "0 <= low" if zero_ok else "0 < low"
+    if not (low >= 0.0 if zero_ok else low > 0.0) or not low <= high <= 10.0:
+        return f"a (low, high) pair with {floor} <= high <= 10 (process sigmas)"
+    return None
 
 
 def _validate(cfg: PlantConfig) -> None:
@@ -146,3 +174,7 @@ def _validate(cfg: PlantConfig) -> None:
     if (not isinstance(wd, tuple) or not wd or len(set(wd)) != len(wd)
             or not all(_is_int(d) and 0 <= d <= 6 for d in wd)):
         fail(f"workdays must be a non-empty tuple of distinct weekdays 0..6 (0 = Monday), got {wd!r}")
+    for name, zero_ok in (("process_shift_sigma", False), ("tool_wear_sigma", True)):
+        problem = _sigma_range(getattr(cfg, name), zero_ok=zero_ok)
+        if problem:
+            fail(f"{name} must be {problem}, got {getattr(cfg, name)!r}")

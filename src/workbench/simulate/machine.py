@@ -168,17 +168,23 @@ def _next_failure(rng: np.random.Generator, cause: Cause, mult: float, *, first:
 def layout_machine(*, layout: MachineLayout, params: MachineParams, n_parts: int,
                    part_ideal_s: np.ndarray, threshold_s: float, days: int,
                    rng: np.random.Generator, micro_rng: np.random.Generator,
-                   nodata_rng: np.random.Generator, outages: bool = True) -> Timeline:
-    """Lay out one machine's horizon: orders, stops, micro-stops, planned time and outages."""
+                   nodata_rng: np.random.Generator, outages: bool = True,
+                   tool_wear_sigma: tuple[float, float] = (2.0, 3.0)) -> Timeline:
+    """Lay out one machine's horizon: orders, stops, micro-stops, planned time and outages.
+
+    ``tool_wear_sigma`` is the range of each tool's drift at the planned end of its life, in
+    process sigmas (``(0, 0)``: no drift).
+    """
     busy = Clock.from_pieces(layout.work_start, layout.work_end)
-    tl = _macro(busy, params, n_parts, part_ideal_s, threshold_s, rng)
+    tl = _macro(busy, params, n_parts, part_ideal_s, threshold_s, rng, tool_wear_sigma)
     _micro_and_wall(tl, layout, params, threshold_s, micro_rng)
     _no_data(tl, layout, params, days, nodata_rng, outages=outages)
     return tl
 
 
 def _macro(busy: Clock, params: MachineParams, n_parts: int, part_ideal_s: np.ndarray,
-           threshold_s: float, rng: np.random.Generator) -> Timeline:
+           threshold_s: float, rng: np.random.Generator,
+           tool_wear_sigma: tuple[float, float] = (2.0, 3.0)) -> Timeline:
     total = busy.total
     down_min_ms = max(int(threshold_s * SECOND) + SECOND, MINUTE)
     n_c = len(CAUSES)
@@ -200,7 +206,8 @@ def _macro(busy: Clock, params: MachineParams, n_parts: int, part_ideal_s: np.nd
             kind, frac = "tool_wear", float(rng.uniform(0.8, 1.0))
         else:
             kind, frac = "tool_break", float(rng.uniform(0.85, 1.0))
-        tools.append([a0, life, float(rng.uniform(2.0, 3.0)), np.inf, -1])
+        # One uniform draw whatever the range: the default range gives the plant it always did.
+        tools.append([a0, life, float(rng.uniform(*tool_wear_sigma)), np.inf, -1])
         return max(a0 + frac * life, 0.0), CAUSE_INDEX[kind]
 
     b = 0

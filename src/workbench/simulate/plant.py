@@ -195,12 +195,13 @@ def _simulate_machine(cfg: PlantConfig, catalog: Catalog, cal: Calendar, lots: M
                         part_ideal_s=catalog.rate_ideal_s[m], days=cfg.days,
                         threshold_s=float(cfg.micro_stop_threshold_s),
                         rng=rng[S_TIMELINE], micro_rng=rng[S_MICRO], nodata_rng=rng[S_NODATA],
-                        outages=cfg.collector_outages)
+                        outages=cfg.collector_outages, tool_wear_sigma=cfg.tool_wear_sigma)
     order_wall_setup = tl.busy.to_host(tl.order_b_setup)
     order_wall_end = tl.busy.to_host(np.minimum(tl.order_b_end, tl.busy.total), at_end=True)
     shifts = draw_process_shifts(rng=rng[S_QUALITY], busy=tl.busy, run_b0=tl.run_b0, run_b1=tl.run_b1,
                                  run_order=tl.run_order, order_wall_end=order_wall_end,
-                                 rate_per_30d=params.shifts_per_30d, days=cfg.days)
+                                 rate_per_30d=params.shifts_per_30d, days=cfg.days,
+                                 shift_sigma=cfg.process_shift_sigma)
     cycles = simulate_cycles(tl=tl, rng=rng[S_CYCLES], slow=params.slow, cycle_sigma=params.cycle_sigma,
                              p_other=params.p_other, ideal_s=catalog.rate_ideal_s[m], part_global=parts,
                              sigma=params.part_sigma, bias=params.part_bias, tol=tol, wear_sign=wear_sign,

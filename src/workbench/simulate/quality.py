@@ -3,9 +3,11 @@ SPC subgroups and lot inspections.
 
 The measured dimension of a part is ``nominal + bias + drift + shift + noise`` with ``noise`` ~
 N(0, σ) (σ from a capability Cp of 1.25–1.8), ``drift`` growing with tool age as
-``sign × D × σ × (age / life)^1.5`` (D = 2–3 σ at the planned end of tool life) and ``shift`` a
-step of ±1.5–3 σ during injected process-shift windows. The same distribution decides whether a
-part is out of tolerance, so dimension scrap rises exactly where the SPC data drifts.
+``sign × D × σ × (age / life)^1.5`` (D = 2–3 σ at the planned end of tool life by default,
+``PlantConfig.tool_wear_sigma``) and ``shift`` a step of ±1.5–3 σ by default
+(``PlantConfig.process_shift_sigma``) during injected process-shift windows. The same
+distribution decides whether a part is out of tolerance, so dimension scrap rises exactly where
+the SPC data drifts.
 """
 
 from __future__ import annotations
@@ -40,8 +42,12 @@ class ProcessShifts:
 
 def draw_process_shifts(*, rng: np.random.Generator, busy: Clock, run_b0: np.ndarray,
                         run_b1: np.ndarray, run_order: np.ndarray, order_wall_end: np.ndarray,
-                        rate_per_30d: float, days: int) -> ProcessShifts:
-    """Place step shifts of 4–12 h inside work orders that ran at least two hours."""
+                        rate_per_30d: float, days: int,
+                        shift_sigma: tuple[float, float] = (1.5, 3.0)) -> ProcessShifts:
+    """Place step shifts of 4–12 h inside work orders that ran at least two hours.
+
+    Each step is ±U(``shift_sigma``) process sigmas, the sign a fair coin.
+    """
     n_orders = len(order_wall_end)
     length = run_b1 - run_b0
     per_order = np.bincount(run_order, weights=length, minlength=n_orders) if len(length) else np.zeros(0)
@@ -56,7 +62,8 @@ def draw_process_shifts(*, rng: np.random.Generator, busy: Clock, run_b0: np.nda
             q = int(q0[o] + rng.uniform(0.0, 0.8) * per_order[o])
             start = int(busy.to_host(run.to_host(q)))
             end = min(start + int(rng.uniform(4.0, 12.0) * HOUR), int(order_wall_end[o]))
-            size = float(rng.uniform(1.5, 3.0)) * (1.0 if rng.random() < 0.5 else -1.0)
+            # One uniform draw whatever the range, so the default range gives the plant it always did.
+            size = float(rng.uniform(*shift_sigma)) * (1.0 if rng.random() < 0.5 else -1.0)
             if end > start:
                 rows.append((int(o), start, end, size))
     rows.sort(key=lambda r: r[1])

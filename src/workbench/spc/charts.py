@@ -60,7 +60,7 @@ attribute limits (LCL clipped at 0) see :mod:`workbench.spc.rules`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -75,6 +75,7 @@ from workbench.spc.registry import (
     CHART_TYPES,
     CHARTS,
     SIGMAS,
+    TIME_WEIGHTED,
     ChartType,
     FloatArray,
     Limits,
@@ -252,8 +253,7 @@ class ControlChart:
             "ucl": listed(self.ucl), "sigma": self.sigma, "sigma_method": self.sigma_method,
             "nsigmas": self.nsigmas, "rules": list(self.rules),
             "excluded": [_plain_id(s) for s in self.excluded],
-            "violations": [{"rule": v.rule, "index": v.index, "subgroup": _plain_id(v.subgroup),
-                            "message": v.message} for v in self.violations],
+            "violations": violations_summary(self.violations),
         }
 
     def apply(self, new_data: Any) -> ControlChart:
@@ -277,6 +277,12 @@ class ControlChart:
         spec = chart_type(self.chart_type)
         return _evaluate(spec, sub, center=self.parameter, sigma=self.sigma, nsigmas=self.nsigmas,
                          rules=self.requested_rules, phase="II", excluded=(), source=self.source)
+
+
+def violations_summary(violations: Iterable[Violation]) -> list[dict[str, Any]]:
+    """Violations as plain dicts (rule, index, subgroup, message) for a JSON summary."""
+    return [{"rule": v.rule, "index": v.index, "subgroup": _plain_id(v.subgroup), "message": v.message}
+            for v in violations]
 
 
 def _plain_id(value: Hashable) -> Any:
@@ -635,7 +641,8 @@ def u_chart(data: Any, *, defects: str, size: str, subgroup: str | None = None,
 def control_chart(data: Any, *, chart: str, value: str, subgroup: str | None = None,
                   size: str | None = None, time: str | None = None, rules: RuleSpec = DEFAULT_RULES,
                   nsigmas: float = 3.0, exclude: Iterable[Hashable] = (), iterate: bool = False,
-                  min_subgroups: int = MIN_SUBGROUPS) -> ChartPair | ControlChart:
+                  min_subgroups: int = MIN_SUBGROUPS,
+                  params: Mapping[str, float] | None = None) -> ChartPair | ControlChart:
     """Any chart by name — for configuration-driven use (``characteristics.chart_type``, the CLI).
 
     Parameters
@@ -643,18 +650,38 @@ def control_chart(data: Any, *, chart: str, value: str, subgroup: str | None = N
     data : pandas.DataFrame or polars.DataFrame
         Measurements or attribute samples.
     chart : str
-        ``"xbar_r"``, ``"xbar_s"``, ``"imr"``, ``"p"``, ``"np"``, ``"c"`` or ``"u"`` (hyphens work).
+        ``"xbar_r"``, ``"xbar_s"``, ``"imr"``, ``"p"``, ``"np"``, ``"c"`` or ``"u"`` (hyphens work),
+        or the time-weighted ``"ewma"`` and ``"cusum"`` (:mod:`workbench.spc.timeweighted`).
     value : str
         Measurement column, or the defectives / defects column of an attribute chart.
     subgroup, size, time, rules, nsigmas, exclude, iterate, min_subgroups
-        As for the specific chart functions.
+        As for the specific chart functions. For ``"ewma"`` and ``"cusum"`` ``rules`` is ignored
+        (only their own signal rule applies), and ``size``, ``nsigmas`` and ``iterate`` must be
+        left at their defaults.
+    params : mapping, optional
+        The design of a time-weighted chart: ``lam``, ``L``, ``target``, ``sigma`` for
+        ``"ewma"``; ``k``, ``h``, ``headstart``, ``target``, ``sigma`` for ``"cusum"``
+        (missing keys take the defaults of :func:`~workbench.spc.timeweighted.ewma` /
+        :func:`~workbench.spc.timeweighted.cusum`). Not accepted for the Shewhart charts.
 
     Returns
     -------
     ChartPair or ControlChart
-        A pair for X̄-R, X̄-S and I-MR, one chart otherwise.
+        A pair for X̄-R, X̄-S, I-MR and CUSUM (upper and lower sums), one chart otherwise.
     """
     name = chart_name(chart)
+    if name in TIME_WEIGHTED:
+        if size is not None or iterate or nsigmas != 3.0:
+            design = "lam, L" if name == "ewma" else "k, h"
+            raise SPCError(f"the {name} chart takes its design in params= ({design} …); size=, "
+                           "nsigmas= and iterate= do not apply to it")
+        from workbench.spc import timeweighted  # imports this module: import here, not at the top
+
+        return timeweighted.from_params(name, data, value=value, subgroup=subgroup,  # type: ignore[arg-type]
+                                        time=time, exclude=exclude, min_subgroups=min_subgroups,
+                                        params=params)
+    if params:
+        raise SPCError(f"params= sets the design of the ewma and cusum charts; the {name} chart takes none")
     if name in ("xbar_r", "xbar_s"):
         if subgroup is None:
             raise SPCError(f"the {name.replace('_', '-')} chart needs the subgroup column")

@@ -28,8 +28,8 @@ from workbench.spc import constants as const
 
 FloatArray = NDArray[np.float64]
 
-__all__ = ["CHARTS", "CHART_TYPES", "SIGMAS", "ChartType", "Limits", "Points", "Subgroups",
-           "chart_name", "chart_type"]
+__all__ = ["CHARTS", "CHART_TYPES", "SIGMAS", "TIME_WEIGHTED", "ChartType", "Limits", "Points",
+           "Subgroups", "chart_name", "chart_type"]
 
 
 # =============================================================================================
@@ -402,6 +402,11 @@ CHARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Time-weighted charts (EWMA, CUSUM): found by name too, but they are recursions over the
+# subgroups rather than four-function chart types (see workbench.spc.timeweighted).
+TIME_WEIGHTED: tuple[str, ...] = ("ewma", "cusum")
+
+
 def chart_type(name: str) -> ChartType:
     """Look a chart type up by registry name, with a clear error for unknown names."""
     try:
@@ -414,7 +419,7 @@ def chart_name(name: str) -> str:
     """Normalise a public chart name (``"xbar-r"`` → ``"xbar_r"``) or raise for an unknown one."""
     key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
     key = {"xbarr": "xbar_r", "xbars": "xbar_s", "i_mr": "imr", "xmr": "imr"}.get(key, key)
-    if key not in CHARTS:
-        raise SPCError(f"unknown chart {name!r}; charts are {', '.join(CHARTS)} "
+    if key not in CHARTS and key not in TIME_WEIGHTED:
+        raise SPCError(f"unknown chart {name!r}; charts are {', '.join([*CHARTS, *TIME_WEIGHTED])} "
                        "(hyphens work too: xbar-r, xbar-s)")
     return key
