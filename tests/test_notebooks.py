@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import json
 import shutil
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
@@ -258,7 +259,7 @@ def test_scope_reads_the_selected_machines_and_days(demo_warehouse: Path, capsys
     frames = s.plant_frames()
     nb.header(s, "OEE", frames, notes=["a note"])
     out = capsys.readouterr().out
-    assert "OEE — Tue 27 Oct 2026 – Wed 28 Oct 2026 (2 days)" in out
+    assert "OEE — 2 production days: Tue 27 Oct 2026 – Wed 28 Oct 2026" in out
     assert "selected 2 — M01, M02 (site PLANT1; line L1)" in out
     assert f"{len(frames.production_events):>10,}" in out and "a note" in out
     by_machine = s.oee(frames, by=("machine_id",))
@@ -341,6 +342,31 @@ def _check_executed(name: str, book: nbformat.NotebookNode | None, error: str) -
 def test_notebook_runs_with_its_defaults(name: str, executed) -> None:
     book, error = executed[name]
     _check_executed(name, book, error)
+
+
+@pytest.mark.slow
+def test_spc_notebook_shows_episodes_small_shift_charts_and_capability_methods(executed) -> None:
+    book, error = executed["spc"]
+    assert book is not None, error
+    html = "".join(o.get("data", {}).get("text/html", "") for c in book.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    # the ranked episodes table, with its consequence columns
+    assert "Out-of-control episodes" in "".join(c.source for c in book.cells if c.cell_type == "markdown")
+    for column in ("shift sigma", "cpk", "expected out", "consequence"):
+        assert column in html.lower(), column
+    # the demo's characteristics use the tool-wear chart; every chart has its EWMA and CUSUM view
+    titles = [json.loads(d["application/vnd.plotly.v1+json"] if isinstance(d["application/vnd.plotly.v1+json"], str)
+                         else json.dumps(d["application/vnd.plotly.v1+json"]))["layout"]["title"]["text"]
+              for d in _plotly_outputs(book)]
+    assert any("wear-adjusted X̄-R chart" in t for t in titles), titles
+    assert any("small shifts: EWMA" in t for t in titles) and any("small shifts: CUSUM" in t for t in titles)
+    # capability says what it rests on (auto: normal, or the fitted model and why)
+    capability = [t for t in titles if "capability:" in t]
+    assert capability and all("; n = " in t for t in capability), capability
+    # charts on clock time
+    layouts = [json.loads(json.dumps(d["application/vnd.plotly.v1+json"]))["layout"] for d in _plotly_outputs(book)]
+    assert any(str(lay.get("xaxis", {}).get("title", {}).get("text", "")).startswith("time (America/Chicago)")
+               for lay in layouts)
 
 
 @pytest.mark.slow

@@ -80,9 +80,15 @@ def test_a_summary_survives_its_json_record(last_day) -> None:
     back = summary.DailySummary.from_record(json.loads(json.dumps(s.to_record(), allow_nan=False)))
     assert (back.day, back.tz, back.plant, back.data, back.thresholds) == (s.day, s.tz, s.plant, s.data,
                                                                             s.thresholds)
-    for name in ("machines", "downtime_top", "scrap_top", "spc_violations"):
-        pd.testing.assert_frame_equal(getattr(back, name), getattr(s, name))
+    for name in ("machines", "downtime_top", "scrap_top", "spc_violations", "spc_episodes"):
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(s, name), check_dtype=name != "spc_episodes")
     assert back.headline == s.headline
+    assert not s.spc_episodes.empty and list(s.spc_episodes.columns) == summary.EPISODE_COLUMNS
+    # a record kept before episodes existed still reads: no episodes, the violations as they were
+    old = s.to_record()
+    del old["frames"]["spc_episodes"]
+    before = summary.DailySummary.from_record(json.loads(json.dumps(old)))
+    assert before.spc_episodes.empty and len(before.spc_violations) == len(s.spc_violations)
 
 
 def test_an_empty_day_survives_its_record_and_a_bad_record_is_refused() -> None:

@@ -123,9 +123,13 @@ def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
         tables["scrap_events"] = warehouse.read("scrap_events", start=start, end=end, machines=machines)
         tables["work_orders"] = warehouse.read("work_orders")
         tables["characteristics"] = warehouse.read("characteristics")
-        tables["quality_measurements"] = warehouse.read(
-            "quality_measurements", start=start - dt.timedelta(days=summary.SPC_BASELINE_DAYS), end=end,
-            machines=machines)
+        since = start - dt.timedelta(days=summary.SPC_BASELINE_DAYS)
+        tables["quality_measurements"] = warehouse.read("quality_measurements", start=since, end=end,
+                                                        machines=machines)
+        # Tool changes and run time over the SPC baseline too: a tool-wear chart's phase I needs
+        # the age of the tool at every baseline subgroup.
+        spc_tables = {name: warehouse.read(name, start=since, end=end, overlap=True, machines=machines)
+                      for name in ("downtime_events", "machine_states")}
     return summary.daily_summary(tables, day=day, start=start, end=end, tz=tz,
                                  thresholds=thresholds or summary.DEFAULT_THRESHOLDS, top=top,
-                                 micro_stop_threshold_s=micro_stop_threshold_s)
+                                 micro_stop_threshold_s=micro_stop_threshold_s, spc_tables=spc_tables)

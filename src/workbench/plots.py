@@ -7,8 +7,10 @@ re-estimates anything — a control chart's lines are the chart's own center and
 cumulative line is the frame's ``cumulative_share``.
 
 Every figure has a title, axis titles with units, hover text with the exact values, and a fixed
-height (so exported HTML pages lay out without a container size). Display them in notebooks
-with :func:`workbench.notebook.show`.
+height (so exported HTML pages lay out without a container size). A machine is named by
+:func:`machine_label` in every figure (``M08 · Machining center 08`` where its name is known: pass
+``machines=`` the machines table); a time series breaks where nothing was produced. Display them
+in notebooks with :func:`workbench.notebook.show`.
 
 >>> result = oee.compute(frames, by=("day",), tz="America/Chicago")      # doctest: +SKIP
 >>> plots.oee_trend(result)                                                # doctest: +SKIP
@@ -17,7 +19,7 @@ with :func:`workbench.notebook.show`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ from workbench.errors import PlotError
 from workbench.oee import OEEResult
 from workbench.reliability import WeibullFit
 from workbench.spc import Capability, ChartPair, ControlChart, Study
+from workbench.spc.nonnormal import fitted_cdf
 from workbench.summary import DEFAULT_THRESHOLDS, DailySummary, status
 
 __all__ = [
@@ -40,6 +43,8 @@ __all__ = [
     "downtime_cost",
     "kpis",
     "loss_waterfall",
+    "machine_label",
+    "machine_labels",
     "machine_ranking",
     "mtbf_mttr",
     "oee_trend",
@@ -78,6 +83,10 @@ _KPI_LABELS = {"availability": "Availability", "performance": "Performance", "qu
                "oee": "OEE"}
 _UNITS = {"minutes": "min", "events": "stops", "cost": "$", "quantity": "parts"}
 HEIGHT = 420
+
+#: What a builder can be told machine names with: the ``machines`` table (``machine_id``,
+#: ``name``), a mapping machine id → name, or None (ids alone).
+MachineNames = pd.DataFrame | Mapping[str, Any] | None
 
 
 def _template() -> go.layout.Template:
@@ -131,10 +140,70 @@ def _amount(value: Any, prefix: str = "") -> str:
     return "unknown" if value is None or pd.isna(value) else f"{prefix}{float(value):,.0f}"
 
 
-def _label(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+def _label(frame: pd.DataFrame, columns: Sequence[str], machines: MachineNames = None) -> pd.Series:
     if not columns:
         return pd.Series(["plant"] * len(frame), index=frame.index)
-    return frame[list(columns)].astype(str).agg(" · ".join, axis=1)
+    parts = frame[list(columns)].astype(str)
+    if "machine_id" in parts.columns:
+        parts["machine_id"] = machine_labels(frame["machine_id"], machines)
+    return parts.agg(" · ".join, axis=1)
+
+
+# =============================================================================================
+# machine labels
+# =============================================================================================
+
+def machine_label(machine_id: Any, name: Any = None) -> str:
+    """How every figure and table names a machine: ``"M08 · Machining center 08"`` where a name
+    is known, the id alone otherwise.
+
+    Parameters
+    ----------
+    machine_id : object
+        The machine id.
+    name : object, optional
+        Its name from the ``machines`` table; missing, blank or equal to the id: no name.
+
+    Returns
+    -------
+    str
+        The label. It starts with the id, so labels sort and search like ids.
+    """
+    ident = str(machine_id)
+    if name is None or (not isinstance(name, str) and pd.isna(name)):
+        return ident
+    text = str(name).strip()
+    return ident if not text or text == ident else f"{ident} · {text}"
+
+
+def _names(machines: MachineNames) -> dict[str, Any]:
+    if machines is None:
+        return {}
+    if isinstance(machines, pd.DataFrame):
+        _need(machines, "machine names", ("machine_id",))
+        if "name" not in machines.columns:
+            return {}
+        return dict(zip(machines["machine_id"].astype(str), machines["name"], strict=True))
+    return {str(k): v for k, v in machines.items()}
+
+
+def machine_labels(ids: Iterable[Any], machines: MachineNames = None) -> list[str]:
+    """The :func:`machine_label` of each id, names looked up in ``machines``.
+
+    Parameters
+    ----------
+    ids : iterable
+        Machine ids.
+    machines : DataFrame, mapping or None
+        The ``machines`` table (``machine_id``, ``name``) or a mapping id → name; None (or an
+        id without a name): the id alone.
+
+    Returns
+    -------
+    list of str
+    """
+    names = _names(machines)
+    return [machine_label(m, names.get(str(m))) for m in ids]
 
 
 # =============================================================================================
@@ -194,9 +263,36 @@ def _time_axis(table: pd.DataFrame, grain: str, tz: str | None) -> tuple[pd.Seri
     return hours.dt.tz_localize(None), "hour (UTC)"
 
 
+def _with_gaps(table: pd.DataFrame, grain: str, key: str | None) -> pd.DataFrame:
+    """The table with a row of NaN KPIs for every period of the grain (day, or hour as a UTC
+    instant) between its first and last that a group has no row for: the plant did not produce
+    then (a weekend, a night without shifts), and a line joining across it would draw a value
+    that was never measured. Periods with a row but no planned time already carry NaN KPIs."""
+    if grain == "day":
+        at = pd.to_datetime(table["day"].astype(str))
+        grid = pd.date_range(at.min(), at.max(), freq="D")
+    else:
+        at = pd.to_datetime(table["hour"], utc=True)
+        grid = pd.date_range(at.min(), at.max(), freq="h")
+    parts = []
+    for group, rows in ([(None, table)] if key is None else table.groupby(key, sort=True)):
+        missing = grid.difference(pd.DatetimeIndex(at[rows.index]))
+        gap = pd.DataFrame({grain: list(missing.date) if grain == "day" else missing, "_at": missing})
+        if key is not None:
+            gap[key] = group
+        parts += [rows.assign(_at=at[rows.index].to_numpy()), gap]
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    return out.sort_values([*([key] if key else []), "_at"], ignore_index=True).drop(columns="_at")
+
+
 def oee_trend(result: OEEResult, *, thresholds: tuple[float, float] | None = DEFAULT_THRESHOLDS,
-              tz: str | None = None, factors: bool = True, title: str | None = None) -> go.Figure:
+              tz: str | None = None, factors: bool = True, title: str | None = None,
+              machines: MachineNames = None) -> go.Figure:
     """OEE over time, by production day or by hour.
+
+    The lines break where the plant did not produce: a day or hour between the first and the
+    last without a row (no shifts, e.g. a weekend) or without planned time is a gap (a NaN
+    point, ``connectgaps=False``), never a line from Friday's last point to Monday's first.
 
     Parameters
     ----------
@@ -211,6 +307,8 @@ def oee_trend(result: OEEResult, *, thresholds: tuple[float, float] | None = DEF
         Also draw availability, performance and quality (time-only results).
     title : str, optional
         Figure title.
+    machines : DataFrame or mapping, optional
+        Machine names for the lines of a result by ``machine_id`` (see :func:`machine_labels`).
 
     Returns
     -------
@@ -228,23 +326,26 @@ def oee_trend(result: OEEResult, *, thresholds: tuple[float, float] | None = DEF
     t = result.table.sort_values(list(result.by)).reset_index(drop=True)
     if t.empty:
         return _empty(title)
-    x, x_title = _time_axis(t, grain, tz)
     mode = "lines+markers" if len(t) <= 60 else "lines"
+    t = _with_gaps(t, grain, others[0] if others else None)
+    x, x_title = _time_axis(t, grain, tz)
     fig = go.Figure()
     hover = "%{x}<br>%{fullData.name}: %{y:.1%}<extra></extra>"
     if others:
         key = others[0]
         for name, idx in t.groupby(key, sort=True).groups.items():
-            fig.add_trace(go.Scatter(x=x[idx], y=t.loc[idx, "oee"], name=str(name), mode=mode,
-                                     hovertemplate=hover))
+            label = machine_labels([name], machines)[0] if key == "machine_id" else str(name)
+            fig.add_trace(go.Scatter(x=x[idx], y=t.loc[idx, "oee"], name=label, mode=mode,
+                                     connectgaps=False, hovertemplate=hover))
     else:
         if factors:
             for col, dash, color in (("availability", "dot", "#00838f"), ("performance", "dash", "#ef6c00"),
                                      ("quality", "dashdot", "#6a1b9a")):
-                fig.add_trace(go.Scatter(x=x, y=t[col], name=_KPI_LABELS[col], mode=mode, hovertemplate=hover,
+                fig.add_trace(go.Scatter(x=x, y=t[col], name=_KPI_LABELS[col], mode=mode, connectgaps=False,
+                                         hovertemplate=hover,
                                          line={"width": 1.5, "dash": dash, "color": color}))
         fig.add_trace(go.Scatter(x=x, y=t["oee"], name="OEE", mode=mode, line={"width": 3, "color": PRIMARY},
-                                 hovertemplate=hover))
+                                 connectgaps=False, hovertemplate=hover))
     if thresholds:
         good, watch = thresholds
         for value, band in ((good, "good"), (watch, "watch")):
@@ -255,7 +356,7 @@ def oee_trend(result: OEEResult, *, thresholds: tuple[float, float] | None = DEF
 
 
 def machine_ranking(source: DailySummary | OEEResult, *, thresholds: tuple[float, float] | None = None,
-                    title: str | None = None) -> go.Figure:
+                    title: str | None = None, machines: MachineNames = None) -> go.Figure:
     """OEE per machine, best on top, each bar coloured by its band (good / watch / poor / no plan).
 
     Parameters
@@ -266,6 +367,8 @@ def machine_ranking(source: DailySummary | OEEResult, *, thresholds: tuple[float
         Bands; default the summary's, else 85 % / 65 %.
     title : str, optional
         Figure title.
+    machines : DataFrame or mapping, optional
+        Machine names (see :func:`machine_labels`), over a ``name`` column of the source's table.
 
     Returns
     -------
@@ -288,9 +391,8 @@ def machine_ranking(source: DailySummary | OEEResult, *, thresholds: tuple[float
                                                                  index=m.index)
     m = m.assign(_band=bands, _sort=m["oee"].fillna(-1.0)).sort_values(["_sort", "machine_id"],
                                                                          ascending=[True, False])
-    labels = m["machine_id"].astype(str)
-    if "name" in m.columns:
-        labels = labels + " · " + m["name"].astype(str)
+    names = dict(zip(m["machine_id"].astype(str), m["name"], strict=True)) if "name" in m.columns else {}
+    labels = machine_labels(m["machine_id"], {**names, **_names(machines)})
     factors = [c for c in ("availability", "performance", "quality") if c in m.columns]
     custom = np.column_stack([m["_band"].to_numpy(), *[m[c].map(_pct).to_numpy() for c in factors]])
     hover = "<b>%{y}</b><br>OEE %{x:.1%} (%{customdata[0]})" + "".join(
@@ -349,7 +451,7 @@ _LOSSES = ("unplanned_stops", "setup_and_adjustments", "small_stops", "slow_cycl
 
 
 def six_big_losses(source: OEEResult | pd.DataFrame, *, productive: bool = False,
-                   title: str = "Six big losses") -> go.Figure:
+                   title: str = "Six big losses", machines: MachineNames = None) -> go.Figure:
     """The six big losses in minutes: one bar per loss for a single group (the plant), else a
     stacked bar per group (machine, line, day …).
 
@@ -361,6 +463,8 @@ def six_big_losses(source: OEEResult | pd.DataFrame, *, productive: bool = False
         Also stack the fully productive time (the bars then add up to the planned busy time).
     title : str
         Figure title.
+    machines : DataFrame or mapping, optional
+        Machine names for groups by ``machine_id`` (see :func:`machine_labels`).
 
     Returns
     -------
@@ -384,7 +488,7 @@ def six_big_losses(source: OEEResult | pd.DataFrame, *, productive: bool = False
             text=[f"{float(row[c]):,.0f}" for c in order], textposition="auto",
             hovertemplate="%{y}: %{x:,.1f} min<extra></extra>"))
         return _figure(fig, title=title, x="time lost (min)")
-    labels = _label(frame, keys)
+    labels = _label(frame, keys, machines)
     fig = go.Figure()
     for col in (*_LOSSES, *(("fully_productive",) if productive else ())):
         fig.add_trace(go.Bar(
@@ -392,7 +496,8 @@ def six_big_losses(source: OEEResult | pd.DataFrame, *, productive: bool = False
             hovertemplate="%{x}<br>" + LOSS_LABELS[col] + ": %{y:,.1f} min<extra></extra>"))
     fig.update_layout(barmode="stack", legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1,
                                                "yanchor": "top"})
-    return _figure(fig, title=title, x=" · ".join(keys) or None, y="time (min)")
+    axis = " · ".join("machine" if k == "machine_id" else k for k in keys)
+    return _figure(fig, title=title, x=axis or None, y="time (min)")
 
 
 # =============================================================================================
@@ -400,7 +505,7 @@ def six_big_losses(source: OEEResult | pd.DataFrame, *, productive: bool = False
 # =============================================================================================
 
 def pareto(frame: pd.DataFrame, *, measure: str | None = None, top: int | None = None,
-           title: str | None = None, currency: str = "$") -> go.Figure:
+           title: str | None = None, currency: str = "$", machines: MachineNames = None) -> go.Figure:
     """Pareto chart: bars largest first and the cumulative share on a secondary axis.
 
     Parameters
@@ -417,6 +522,8 @@ def pareto(frame: pd.DataFrame, *, measure: str | None = None, top: int | None =
         Figure title.
     currency : str
         Currency symbol for costs.
+    machines : DataFrame or mapping, optional
+        Machine names for a Pareto by ``machine_id`` (see :func:`machine_labels`).
 
     Returns
     -------
@@ -434,7 +541,7 @@ def pareto(frame: pd.DataFrame, *, measure: str | None = None, top: int | None =
         if measure is None:
             raise PlotError("cannot tell what the Pareto measures: pass measure=")
     _need(frame, "a Pareto chart", (measure,))
-    what = key.replace("_", " ")
+    what = "machine" if key == "machine_id" else key.replace("_", " ")
     title = title or f"Pareto of {measure} by {what}"
     if frame.empty:
         return _empty(title)
@@ -455,7 +562,8 @@ def pareto(frame: pd.DataFrame, *, measure: str | None = None, top: int | None =
                               *[[_amount(v, currency if c == "cost" else "") for v in shown[c]]
                                 for c in extra]])
     extra_fmt = "".join(f"<br>{c.replace('_', ' ')}: %{{customdata[{i + 1}]}}" for i, c in enumerate(extra))
-    labels = shown[key].astype(str)
+    labels = (pd.Series(machine_labels(shown[key], machines), index=shown.index) if key == "machine_id"
+              else shown[key].astype(str))
     unknown = shown[measure].isna().to_numpy()
     gaps = (shown["units_without_cost"].to_numpy(dtype=float) if measure == "cost" and "units_without_cost"
             in shown.columns else np.zeros(len(shown)))
@@ -494,7 +602,7 @@ def pareto(frame: pd.DataFrame, *, measure: str | None = None, top: int | None =
 
 
 def downtime_cost(frame: pd.DataFrame, *, currency: str = "$", top: int | None = None,
-                  title: str = "Cost of downtime") -> go.Figure:
+                  title: str = "Cost of downtime", machines: MachineNames = None) -> go.Figure:
     """Bars of the cost of downtime per category / reason / machine.
 
     Parameters
@@ -508,6 +616,8 @@ def downtime_cost(frame: pd.DataFrame, *, currency: str = "$", top: int | None =
         Show the first ``top`` rows only.
     title : str
         Figure title.
+    machines : DataFrame or mapping, optional
+        Machine names for costs by ``machine_id`` (see :func:`machine_labels`).
 
     Returns
     -------
@@ -526,8 +636,9 @@ def downtime_cost(frame: pd.DataFrame, *, currency: str = "$", top: int | None =
     # Stops without a labor rate are costed at the overhead only; with no overhead their $0 is
     # not a known zero, so such a bar says what is missing instead.
     no_rate = (shown["cost"].fillna(0.0) == 0) & (shown["minutes"] > 0) & (unrated >= shown["minutes"])
+    labels = machine_labels(shown[key], machines) if key == "machine_id" else shown[key].astype(str)
     fig = go.Figure(go.Bar(
-        x=shown[key].astype(str), y=shown["cost"], name="cost", marker={"color": PRIMARY},
+        x=labels, y=shown["cost"], name="cost", marker={"color": PRIMARY},
         text=["rate unknown" if missing else f"{currency}{v:,.0f}"
               for v, missing in zip(shown["cost"], no_rate, strict=True)],
         textposition="outside",
@@ -535,35 +646,79 @@ def downtime_cost(frame: pd.DataFrame, *, currency: str = "$", top: int | None =
         hovertemplate=(f"<b>%{{x}}</b><br>cost {currency}%{{y:,.0f}}<br>%{{customdata[0]:,.0f}} min stopped"
                        "<br>%{customdata[1]:,.0f} min without a labor rate<extra></extra>")))
     fig.update_yaxes(rangemode="tozero")
-    return _figure(fig, title=title, x=key.replace("_", " "), y=f"cost ({currency})")
+    return _figure(fig, title=title, x="machine" if key == "machine_id" else key.replace("_", " "),
+                   y=f"cost ({currency})")
 
 
 # =============================================================================================
 # SPC
 # =============================================================================================
 
+def _gap_breaks(x: np.ndarray) -> np.ndarray:
+    """Positions after which a time axis jumps over a stretch without subgroups (a night off, a
+    weekend, a part not running): more than three times the usual spacing and at least two
+    hours. A line drawn across such a gap would show values nobody measured."""
+    if len(x) < 3 or not np.issubdtype(np.asarray(x).dtype, np.datetime64):
+        return np.zeros(max(len(x) - 1, 0), dtype=bool)
+    step = np.diff(np.asarray(x, dtype="datetime64[ns]")).astype("timedelta64[s]").astype(float)
+    usual = float(np.median(step))
+    return step > max(3 * usual, 7200.0)
+
+
+def _gapped(x: np.ndarray, y: np.ndarray | pd.Series, breaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y with a blank point after every break (plotly does not join across it)."""
+    y = np.asarray(y, dtype=float)
+    if not breaks.any():
+        return x, y
+    at = np.flatnonzero(breaks) + 1
+    blank_x = x[at - 1] + (x[at] - x[at - 1]) / 2
+    return np.insert(x, at, blank_x), np.insert(y, at, np.nan)
+
+
+def _chart_x(chart: ControlChart, times: Mapping[Any, Any] | None, tz: str | None) -> np.ndarray:
+    """Clock time of every point (its subgroup's first measurement, in ``tz``) when known, else
+    the point number."""
+    if not times:
+        return np.arange(1, len(chart) + 1)
+    stamps = pd.to_datetime(pd.Series([times.get(s) for s in chart.subgroups], dtype=object), utc=True)
+    if stamps.isna().any():
+        return np.arange(1, len(chart) + 1)
+    if tz:
+        stamps = stamps.dt.tz_convert(tz)
+    # naive wall-clock values for plotly (it would render tz-aware values in UTC)
+    return stamps.dt.tz_localize(None).to_numpy()
+
+
 def _chart_traces(fig: go.Figure, chart: ControlChart, *, row: int | None, zones: bool,
-                  show_legend: bool) -> None:
+                  show_legend: bool, x: np.ndarray | None = None) -> None:
     f = chart.to_frame()
-    x = np.arange(1, len(f) + 1)
+    x = np.arange(1, len(f) + 1) if x is None else x
+    clock = np.issubdtype(np.asarray(x).dtype, np.datetime64)
+    breaks = _gap_breaks(x)
     where = {"row": row, "col": 1} if row else {}
-    varying = {name: not np.allclose(f[name], f[name].iloc[0]) for name in ("center", "lcl", "ucl")} \
-        if len(f) else {}
+    varying = {name: not np.allclose(f[name], f[name].iloc[0], equal_nan=True)
+               for name in ("center", "lcl", "ucl")} if len(f) else {}
     fired = f["violations"].replace("", "—")
-    custom = np.column_stack([f["subgroup"].astype(str), f["size"], f["lcl"], f["ucl"], fired])
+    when = (pd.Series(x).dt.strftime("%a %d %b %H:%M") if clock else pd.Series(x).astype(str)).to_numpy()
+    custom = np.column_stack([f["subgroup"].astype(str), f["size"], f["lcl"], f["ucl"], fired, when])
+    gx, gy = _gapped(np.asarray(x), f["statistic"], breaks)
+    if breaks.any():  # hover data must line up with the blank points too
+        custom = np.insert(custom, np.flatnonzero(breaks) + 1, "", axis=0)
     fig.add_trace(go.Scatter(
-        x=x, y=f["statistic"], name=chart.label, mode="lines+markers", showlegend=show_legend,
+        x=gx, y=gy, name=chart.label, mode="lines+markers", showlegend=show_legend,
         legendgroup=chart.label, line={"color": PRIMARY, "width": 1.5}, marker={"size": 6},
-        customdata=custom,
-        hovertemplate=(f"point %{{x}} · subgroup %{{customdata[0]}} (n = %{{customdata[1]}})<br>"
+        customdata=custom, connectgaps=False,
+        hovertemplate=("%{customdata[5]} · subgroup %{customdata[0]} (n = %{customdata[1]})<br>"
                        f"{chart.label} = %{{y:.5g}}<br>"
                        "LCL %{customdata[2]:.5g} · UCL %{customdata[3]:.5g}"
                        "<br>rules: %{customdata[4]}<extra></extra>")), **where)
 
     def line(y: pd.Series | np.ndarray, name: str, color: str, dash: str, width: float = 1.5) -> None:
         # 'hvh' steps half-way between points, so each point sits in the middle of its own limit.
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line_shape="hvh", showlegend=show_legend,
-                                 legendgroup=chart.label, line={"color": color, "dash": dash, "width": width},
+        lx, ly = _gapped(np.asarray(x), y, breaks)
+        fig.add_trace(go.Scatter(x=lx, y=ly, name=name, mode="lines", line_shape="hvh",
+                                 showlegend=show_legend, legendgroup=chart.label,
+                                 line={"color": color, "dash": dash, "width": width}, connectgaps=False,
                                  hovertemplate=f"{name} %{{y:.5g}}<extra></extra>"), **where)
 
     def named(what: str, col: str) -> str:
@@ -582,31 +737,43 @@ def _chart_traces(fig: go.Figure, chart: ControlChart, *, row: int | None, zones
     bad = f.index[f["violations"] != ""]
     if len(bad):
         fig.add_trace(go.Scatter(
-            x=x[bad], y=f.loc[bad, "statistic"], name=f"{chart.label} violations", mode="markers",
+            x=np.asarray(x)[bad], y=f.loc[bad, "statistic"], name=f"{chart.label} violations", mode="markers",
             showlegend=show_legend, legendgroup=chart.label,
             marker={"color": ALERT, "size": 11, "symbol": "circle-open", "line": {"width": 2.5}},
-            customdata=f.loc[bad, "violations"],
-            hovertemplate="point %{x}: %{customdata}<extra>violation</extra>"), **where)
+            customdata=np.column_stack([when[bad], f.loc[bad, "subgroup"].astype(str),
+                                        f.loc[bad, "violations"]]),
+            hovertemplate="%{customdata[0]} · subgroup %{customdata[1]}: %{customdata[2]}"
+                          "<extra>violation</extra>"), **where)
 
 
 def control_chart(chart: ControlChart | ChartPair, *, title: str | None = None, zones: bool = False,
-                  unit: str | None = None) -> go.Figure:
-    """A Shewhart control chart: points, center line, control limits and rule violations.
+                  unit: str | None = None, times: Mapping[Any, Any] | None = None,
+                  tz: str | None = None) -> go.Figure:
+    """A control chart: points, center line, control limits and rule violations.
 
     Limits are drawn as the chart holds them — flat when constant, stepped point by point when
-    they vary with the subgroup size. Points where a rule fired are circled in red (hover names
-    the rules).
+    they vary with the subgroup size or, on an EWMA chart, with time. Points where a rule fired
+    are circled in red (hover names the rules). An EWMA chart also shows the subgroup means it
+    smooths; a CUSUM is one panel, C⁺ above zero and −C⁻ below, with the decision interval ±h.
 
     Parameters
     ----------
     chart : ControlChart or ChartPair
-        A computed chart (phase I or II); a pair is drawn as two panels sharing the x axis.
+        A computed chart (phase I or II); a pair is drawn as two panels sharing the x axis,
+        except a CUSUM (:class:`~workbench.spc.timeweighted.CusumChart`), drawn in one.
     title : str, optional
         Figure title; default names the chart, its phase and sigma estimator.
     zones : bool
         Also draw the ±1σ and ±2σ zone lines (center ± k · standard error).
     unit : str, optional
         Measurement unit for the y axis.
+    times : mapping, optional
+        Time of each subgroup id (e.g. :attr:`workbench.spc.Study.subgroup_times`): the x axis
+        is then clock time (in ``tz``), hover shows the subgroup and its time, and the line is
+        broken where no subgroup was measured for a while (nights off, weekends). Without it
+        the x axis is the point number.
+    tz : str, optional
+        Time zone for the clock-time axis (the plant's); default UTC.
 
     Returns
     -------
@@ -614,30 +781,57 @@ def control_chart(chart: ControlChart | ChartPair, *, title: str | None = None, 
         Per chart: ``<label>`` (points), ``<label> CL``/``UCL``/``LCL`` lines and, when rules
         fired, ``<label> violations``.
     """
+    from workbench.spc.timeweighted import CusumChart, EwmaChart
+
     charts = list(chart) if isinstance(chart, ChartPair) else [chart]
     first = charts[0]
-    names = "-".join(c.label for c in charts)
+    cusum = isinstance(chart, CusumChart)
+    names = "CUSUM" if cusum else "-".join(c.label for c in charts)
     phase = ("phase I (limits from these points)" if first.phase == "I"
              else "phase II (against frozen phase I limits)")
     n_viol = sum(len(c.violations) for c in charts)
     title = title or f"{names} chart — {phase}"
     subtitle = (f"σ̂ = {first.sigma:.4g} ({first.sigma_method}), {first.nsigmas:g}σ limits, "
                 f"{len(first)} points, {n_viol} violation{'s' if n_viol != 1 else ''}")
+    if isinstance(chart, CusumChart):
+        subtitle = (f"μ₀ = {chart.target:.5g}, σ̂ = {chart.sigma:.4g} ({first.sigma_method}), "
+                    f"k = {chart.k:g}, h = {chart.h:g} (standard errors of the mean), {len(first)} points, "
+                    f"{n_viol} signal{'s' if n_viol != 1 else ''}")
+    elif isinstance(first, EwmaChart):
+        subtitle = subtitle.replace("σ limits", f"σ limits, λ = {first.lam:g}")
     suffix = f" ({unit})" if unit else ""
-    if len(charts) == 1:
+    if len(charts) == 1 or cusum:
         fig = go.Figure()
-        _chart_traces(fig, first, row=None, zones=zones, show_legend=True)
-        fig.update_yaxes(title_text=f"{first.label}{suffix}")
+        for c in charts:
+            shown = len(fig.data)
+            _chart_traces(fig, c, row=None, zones=zones and not cusum, show_legend=True,
+                          x=_chart_x(c, times, tz))
+            if c is not first:  # −C⁻ shares C⁺'s center line and decision interval: drop the repeats
+                fig.data = fig.data[:shown] + tuple(t for t in fig.data[shown:] if t.mode != "lines")
+                fig.data[shown].update(line={"color": MUTED}, marker={"color": MUTED})
+        if isinstance(chart, CusumChart):
+            h = chart.h  # the ±h lines are both sides' decision interval, not C⁺'s own limits
+            renamed = {f"C⁺ UCL = {h:.5g}": f"h = {h:.5g}", f"C⁺ LCL = {-h:.5g}": f"−h = −{h:.5g}",
+                       "C⁺ CL = 0": "0"}
+            for t in fig.data:
+                t.name = renamed.get(t.name, t.name)
+        if isinstance(first, EwmaChart):
+            fig.add_trace(go.Scatter(x=_chart_x(first, times, tz), y=first.means, name="subgroup mean",
+                                     mode="markers", marker={"color": MUTED, "symbol": "cross", "size": 6},
+                                     hovertemplate="%{x}: mean %{y:.5g}<extra></extra>"))
+        fig.update_yaxes(title_text="cumulative sum (standard errors)" if cusum else f"{first.label}{suffix}")
         height = HEIGHT
     else:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
                             vertical_spacing=0.06)
         for row, c in enumerate(charts, start=1):
-            _chart_traces(fig, c, row=row, zones=zones and row == 1, show_legend=True)
+            _chart_traces(fig, c, row=row, zones=zones and row == 1, show_legend=True,
+                          x=_chart_x(c, times, tz))
             fig.update_yaxes(title_text=f"{c.label}{suffix}", row=row, col=1)
         height = 560
-    fig.update_xaxes(title_text="point (subgroup, in time order)",
-                     row=len(charts) if len(charts) > 1 else None)
+    axis = f"time ({tz or 'UTC'})" if times else "point (subgroup, in time order)"
+    fig.update_xaxes(title_text=axis,
+                     row=len(charts) if len(charts) > 1 and not cusum else None)
     fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top",
                               "font": {"size": 11}}, margin={"r": 200})
     return _figure(fig, title=f"{title}<br><sup>{subtitle}</sup>", height=height)
@@ -688,8 +882,19 @@ def capability_histogram(values: Sequence[float] | pd.Series | np.ndarray, capab
     lo = min([float(v.min()), *limits, capability.mean - 4 * capability.sigma_overall])
     hi = max([float(v.max()), *limits, capability.mean + 4 * capability.sigma_overall])
     grid = np.linspace(lo, hi, 300)
-    for sigma, name, dash in ((capability.sigma_within, f"within ({capability.within_method})", "solid"),
-                              (capability.sigma_overall, "overall", "dash")):
+    cdf = fitted_cdf(capability.distribution) if capability.method != "normal" else None
+    if cdf is not None:
+        # The fitted model the indices rest on: probability per histogram bin from its
+        # distribution function, as counts (no density formula per family to keep in step).
+        edges_fine = np.linspace(lo, hi, 301)
+        per_bin = np.diff(cdf(edges_fine)) / np.diff(edges_fine) * width * v.size
+        fig.add_trace(go.Scatter(x=(edges_fine[:-1] + edges_fine[1:]) / 2, y=per_bin,
+                                 name=f"fitted: {_METHOD_LABEL.get(capability.method, capability.method)}",
+                                 mode="lines", line={"width": 2}, hoverinfo="skip"))
+    curves = ((capability.sigma_within, f"within ({capability.within_method})", "solid"),
+              (capability.sigma_overall, "overall", "dash")) if cdf is None else (
+        (capability.sigma_overall, "normal, for comparison", "dot"),)
+    for sigma, name, dash in curves:
         # The fitted normal, scaled from density to counts per bin of this histogram.
         density = np.exp(-0.5 * ((grid - capability.mean) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
         fig.add_trace(go.Scatter(x=grid, y=density * v.size * width,
@@ -707,8 +912,10 @@ def capability_histogram(values: Sequence[float] | pd.Series | np.ndarray, capab
     return _figure(fig, title=title, x=f"measurement{suffix}", y="count (measurements)")
 
 
-def spc_study(study: Study, *, zones: bool = False) -> list[go.Figure]:
-    """The figures of one SPC study: its phase II control chart and its capability histogram.
+def spc_study(study: Study, *, zones: bool = False, tz: str | None = None,
+              small_shifts: bool = False) -> list[go.Figure]:
+    """The figures of one SPC study: its phase II control chart on clock time, its capability
+    histogram and, when asked, the EWMA and CUSUM of its standardized points.
 
     Parameters
     ----------
@@ -716,29 +923,75 @@ def spc_study(study: Study, *, zones: bool = False) -> list[go.Figure]:
         From :func:`workbench.spc.studies`.
     zones : bool
         Draw the ±1σ / ±2σ zones on the control chart.
+    tz : str, optional
+        Plant time zone for the time axis (default UTC).
+    small_shifts : bool
+        Add :meth:`~workbench.spc.Study.small_shift_charts` (EWMA λ = 0.2, L = 3 and CUSUM
+        k = 0.5, h = 5 of the standardized points).
 
     Returns
     -------
     list of plotly.graph_objects.Figure
-        The control chart (or a note saying why there is none) and, when the study has one, the
-        capability histogram.
+        The control chart (or a note saying why there is none), the EWMA and CUSUM charts when
+        asked, and, when the study has one, the capability histogram.
     """
-    chart = {"xbar_r": "X̄-R", "xbar_s": "X̄-S", "imr": "I-MR"}.get(study.chart, study.chart)
+    chart = {"xbar_r": "X̄-R", "xbar_s": "X̄-S", "imr": "I-MR", "ewma": "EWMA", "cusum": "CUSUM",
+             "tool_wear": "wear-adjusted X̄-R"}.get(study.chart, study.chart)
+    times = study.subgroup_times
     if study.current is None:
         figures = [_empty(f"{study.name} — no control chart", study.problem or "no control limits")]
     else:
         loc = study.current.location if isinstance(study.current, ChartPair) else study.current
         base = study.baseline.location if isinstance(study.baseline, ChartPair) else study.baseline
         n_base = len(base) if base is not None else 0
-        figures = [control_chart(study.current, zones=zones, unit=study.unit,
+        rules = "" if study.chart in ("ewma", "cusum") else f" ({study.rules})"
+        figures = [control_chart(study.current, zones=zones, unit=study.unit, times=times, tz=tz,
                                  title=f"{study.name} — {chart} chart, {len(loc)} subgroups judged against "
-                                       f"limits from {n_base} baseline subgroups ({study.rules})")]
+                                       f"limits from {n_base} baseline subgroups{rules}")]
+        extra = study.small_shift_charts() if small_shifts else None
+        if extra is not None:
+            ewma_chart, cusum_chart = extra
+            figures.append(control_chart(ewma_chart, times=times, tz=tz, title=(
+                f"{study.name} — small shifts: EWMA of the {loc.label} chart's standardized points")))
+            figures.append(control_chart(cusum_chart, times=times, tz=tz, title=(
+                f"{study.name} — small shifts: CUSUM of the {loc.label} chart's standardized points")))
     if study.capability is not None:
         cap = study.capability
         figures.append(capability_histogram(
-            study.values, cap, unit=study.unit,
-            title=f"{study.name} — capability: Cpk {cap.cpk:.2f}, Ppk {cap.ppk:.2f} (n = {cap.n})"))
+            study.values, cap, unit=study.unit, title=f"{study.name} — capability: {capability_label(cap)}"))
     return figures
+
+
+_METHOD_LABEL = {"normal": "normal", "box_cox": "Box-Cox", "johnson": "Johnson", "weibull": "Weibull",
+                 "lognormal": "lognormal"}
+
+
+def capability_label(capability: Capability) -> str:
+    """The indices of a capability study and what they rest on, in one line, e.g.
+    "Cpk 1.12, Ppk 1.05 (normal; n = 120)" or "Cpk 1.27, Ppk 1.20 (normal; n = 120) — data not
+    normal (Anderson-Darling p < 0.001)".
+
+    Parameters
+    ----------
+    capability : Capability
+        The study.
+
+    Returns
+    -------
+    str
+    """
+    cap = capability
+    shown = [f"{name} {value:.2f}" for name, value in (("Cpk", cap.cpk), ("Ppk", cap.ppk))
+             if value is not None]
+    basis = _METHOD_LABEL.get(cap.method, cap.method)
+    if cap.method in ("weibull", "lognormal"):
+        basis += ", percentile method"
+    elif cap.method in ("box_cox", "johnson"):
+        basis += " transformation"
+    text = f"{', '.join(shown) or 'no index'} ({basis}; n = {cap.n})"
+    if cap.normality is not None and not cap.normality.normal:
+        text += f" — data not normal ({cap.normality.describe()})"
+    return text
 
 
 # =============================================================================================
@@ -769,7 +1022,8 @@ def _weibull_y(f: np.ndarray | float) -> np.ndarray:
 
 
 def weibull_probability(fit: WeibullFit, tbf: pd.DataFrame | None = None, *, machine: str | None = None,
-                        unit: str = "h", title: str | None = None) -> go.Figure:
+                        unit: str = "h", title: str | None = None,
+                        machines: MachineNames = None) -> go.Figure:
     """Weibull probability plot: the fitted line and, given the data, the failures at their
     median ranks (censored times count in the ranks but are not drawn).
 
@@ -780,18 +1034,22 @@ def weibull_probability(fit: WeibullFit, tbf: pd.DataFrame | None = None, *, mac
     tbf : DataFrame, optional
         The :func:`~workbench.reliability.times_between_failures` rows the fit was made from.
     machine : str, optional
-        Use only this machine's rows of ``tbf`` (as ``fit_weibull_tbf(machine=)`` did).
+        Use only this machine's rows of ``tbf`` (as ``fit_weibull_tbf(machine=)`` did); the
+        default title names it.
     unit : str
         Time unit of the data.
     title : str, optional
-        Figure title; default shows β and η.
+        Figure title; default shows the machine, β and η.
+    machines : DataFrame or mapping, optional
+        Machine names (see :func:`machine_labels`).
 
     Returns
     -------
     plotly.graph_objects.Figure
         Traces ``Weibull fit`` and (with data) ``failures``.
     """
-    title = title or (f"Weibull probability plot — β = {fit.shape:.2f} "
+    which = f"{machine_labels([machine], machines)[0]}: " if machine is not None else ""
+    title = title or (f"Weibull probability plot — {which}β = {fit.shape:.2f} "
                       f"[{fit.shape_ci[0]:.2f}, {fit.shape_ci[1]:.2f}], η = {fit.scale:,.1f} {unit}")
     fig = go.Figure()
     lo, hi = fit.b_life(1), fit.b_life(99)
@@ -867,7 +1125,8 @@ def reliability_curve(fit: WeibullFit, *, t_max: float | None = None, b_life: fl
     return _figure(fig, title=title, x=f"time since the last failure ({unit})")
 
 
-def mtbf_mttr(frame: pd.DataFrame, *, title: str = "MTBF and MTTR", sort: bool = True) -> go.Figure:
+def mtbf_mttr(frame: pd.DataFrame, *, title: str = "MTBF and MTTR", sort: bool = True,
+              machines: MachineNames = None) -> go.Figure:
     """MTBF (hours) and MTTR (minutes) per machine (or machine × category) side by side.
 
     Parameters
@@ -878,6 +1137,8 @@ def mtbf_mttr(frame: pd.DataFrame, *, title: str = "MTBF and MTTR", sort: bool =
         Figure title.
     sort : bool
         Lowest MTBF (least reliable) first; machines without failures last.
+    machines : DataFrame or mapping, optional
+        Machine names (see :func:`machine_labels`).
 
     Returns
     -------
@@ -888,7 +1149,7 @@ def mtbf_mttr(frame: pd.DataFrame, *, title: str = "MTBF and MTTR", sort: bool =
     if frame.empty:
         return _empty(title)
     f = frame.sort_values(["mtbf_h", "machine_id"], na_position="last") if sort else frame
-    labels = _label(f, [c for c in ("machine_id", "category") if c in f.columns])
+    labels = _label(f, [c for c in ("machine_id", "category") if c in f.columns], machines)
     custom = np.column_stack([f["failures"].to_numpy(), f["uptime_h"].to_numpy(float)
                               if "uptime_h" in f.columns else np.full(len(f), math.nan)])
     fig = make_subplots(rows=1, cols=2, subplot_titles=("MTBF — mean time between failures",

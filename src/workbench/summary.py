@@ -46,6 +46,10 @@ class DailySummary:
         scrap_category, quantity, cost, share.
     spc_violations : DataFrame
         machine_id, part_number, characteristic, rule, subgroup, message.
+    spc_episodes : DataFrame
+        Out-of-control episodes, most consequential first (:func:`workbench.spc.episodes_table`:
+        series, start, end, subgroups, rules, direction, shift_sigma, cpk, expected_out,
+        observed_out, consequence, description) — what the e-mail lists.
     data : dict
         What it was computed from: rows per table and the time range (for the report footer);
         ``has_data`` (some machine reported a state or a produced part that day) and ``shifts``
@@ -64,6 +68,7 @@ class DailySummary:
     spc_violations: pd.DataFrame
     data: dict[str, object] = field(default_factory=dict)
     thresholds: tuple[float, float] = DEFAULT_THRESHOLDS
+    spc_episodes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EPISODE_COLUMNS))
 
     @property
     def spc_by_series(self) -> pd.DataFrame:
@@ -102,11 +107,14 @@ class DailySummary:
         if not isinstance(record, dict) or record.get("kind") != "DailySummary" or record.get("version") != 1:
             raise WorkbenchError("not a DailySummary record (version 1)")
         try:
-            frames = {name: _frame_from_table_json(record["frames"][name]) for name in _FRAMES}
+            # spc_episodes came later: a record kept before it has none (an empty list, not an error).
+            frames = {name: _frame_from_table_json(record["frames"][name])
+                      for name in _FRAMES if name in record["frames"] or name not in _LATER_FRAMES}
             good, watch = record["thresholds"]
             return cls(dt.date.fromisoformat(str(record["day"])), str(record["tz"]), dict(record["plant"]),
                        frames["machines"], frames["downtime_top"], frames["scrap_top"],
-                       frames["spc_violations"], dict(record.get("data") or {}), (float(good), float(watch)))
+                       frames["spc_violations"], dict(record.get("data") or {}), (float(good), float(watch)),
+                       frames.get("spc_episodes", pd.DataFrame(columns=EPISODE_COLUMNS)))
         except (KeyError, TypeError, ValueError) as exc:
             raise WorkbenchError(f"malformed DailySummary record: {type(exc).__name__}: {exc}") from None
 
@@ -176,7 +184,13 @@ class DailySummary:
                 "before reading this day as a quiet one.")
 
 
-_FRAMES = ("machines", "downtime_top", "scrap_top", "spc_violations")
+_FRAMES = ("machines", "downtime_top", "scrap_top", "spc_violations", "spc_episodes")
+_LATER_FRAMES = ("spc_episodes",)
+#: Columns of :attr:`DailySummary.spc_episodes` (as :func:`workbench.spc.episodes_table`; kept here so
+#: that reading a summary does not import scipy).
+EPISODE_COLUMNS = ["machine_id", "part_number", "characteristic", "start", "end", "subgroups", "violations",
+                   "rules", "direction", "shift_sigma", "cpk", "expected_out", "observed_out", "consequence",
+                   "description"]
 
 
 def _frame_from_table_json(table: object) -> pd.DataFrame:
@@ -198,13 +212,17 @@ def _none(value: object) -> float | int | None:
 
 def daily_summary(tables: dict[str, pd.DataFrame], *, day: dt.date, start: dt.datetime, end: dt.datetime,
                   tz: str, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS, top: int = 5,
-                  micro_stop_threshold_s: float = 120.0, rules: str = "western_electric") -> DailySummary:
+                  micro_stop_threshold_s: float = 120.0, rules: str | None = None,
+                  spc_tables: dict[str, pd.DataFrame] | None = None) -> DailySummary:
     """Summarise production day ``day`` (``[start, end)``) from canonical tables.
 
     ``tables`` needs the OEE tables (see :class:`workbench.oee.PlantFrames`) for the day, and
     may have ``scrap_events`` and ``work_orders`` (scrap cost) and ``quality_measurements`` with
     ``characteristics`` (SPC: limits from the :data:`SPC_BASELINE_DAYS` before ``start``,
-    applied to the day).
+    applied to the day, with each characteristic's configured chart and rules unless ``rules``
+    names a rule set for all). ``spc_tables`` holds ``downtime_events`` and ``machine_states``
+    over the SPC baseline and the day, for characteristics configured with the tool-wear chart
+    (default: ``tables``, which suffices when they cover the baseline).
     """
     if thresholds[0] < thresholds[1]:
         raise WorkbenchError(f"OEE thresholds must be (good, watch) with good ≥ watch, got {thresholds}")
@@ -248,37 +266,57 @@ def daily_summary(tables: dict[str, pd.DataFrame], *, day: dt.date, start: dt.da
         scrap_top = losses.scrap_pareto(scrap, by="scrap_category",
                                         work_orders=tables.get("work_orders")).head(top)
 
-    violations = spc_violations(tables.get("quality_measurements", pd.DataFrame()), start=start, end=end,
-                                characteristics=tables.get("characteristics"), rules=rules)
+    violations, episodes = spc_findings(tables.get("quality_measurements", pd.DataFrame()), start=start,
+                                        end=end, characteristics=tables.get("characteristics"), rules=rules,
+                                        tables=spc_tables if spc_tables is not None else tables)
     data = {"rows": {name: len(frame) for name, frame in tables.items()},
             "start": start.isoformat(), "end": end.isoformat(), "has_data": found.has_data,
             "shifts": found.shifts}
     return DailySummary(day, tz, plant, machines.reset_index(drop=True),
                         downtime_top[[c for c in downtime_top.columns if c != "cumulative_share"]],
                         scrap_top[[c for c in scrap_top.columns if c != "cumulative_share"]],
-                        violations, data, thresholds)
+                        violations, data, thresholds, episodes)
 
 
 def spc_violations(measurements: pd.DataFrame, *, start: dt.datetime, end: dt.datetime,
                    characteristics: pd.DataFrame | None = None, rules: str | None = None,
                    min_subgroups: int = 20) -> pd.DataFrame:
-    """Rule violations in ``[start, end)`` of every machine × part × characteristic, against
-    limits from the :data:`SPC_BASELINE_DAYS` before ``start`` (:func:`workbench.spc.studies`).
+    """Rule violations in ``[start, end)`` of every machine × part × characteristic (the first
+    frame of :func:`spc_findings`)."""
+    return spc_findings(measurements, start=start, end=end, characteristics=characteristics, rules=rules,
+                        min_subgroups=min_subgroups)[0]
 
-    A series with too little history for limits is listed with rule ``"no limits"`` rather than
-    silently skipped.
+
+def spc_findings(measurements: pd.DataFrame, *, start: dt.datetime, end: dt.datetime,
+                 characteristics: pd.DataFrame | None = None, rules: str | None = None,
+                 min_subgroups: int = 20,
+                 tables: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rule violations and out-of-control episodes in ``[start, end)`` of every machine × part ×
+    characteristic, against limits from the :data:`SPC_BASELINE_DAYS` before ``start``
+    (:func:`workbench.spc.studies`, :func:`workbench.spc.episodes`).
+
+    A series with too little history for limits is listed among the violations with rule
+    ``"no limits"`` rather than silently skipped. ``tables`` (downtime events and machine states)
+    gives characteristics configured with a tool-wear chart the tool ages they need.
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        Violations (machine_id, part_number, characteristic, rule, subgroup, message) and
+        episodes ranked by consequence (:data:`EPISODE_COLUMNS`).
     """
     from workbench import spc  # scipy: imported when SPC is computed, not by every reader of a summary
 
     cols = ["machine_id", "part_number", "characteristic", "rule", "subgroup", "message"]
     if measurements.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=EPISODE_COLUMNS)
     found = spc.studies(measurements, characteristics if characteristics is not None else pd.DataFrame(),
                         start=start, end=end, baseline_start=start - dt.timedelta(days=SPC_BASELINE_DAYS),
-                        rules=rules, min_subgroups=min_subgroups)
+                        rules=rules, min_subgroups=min_subgroups, tables=tables)
     rows = spc.violations_table(found)[cols]
     missing = pd.DataFrame(
         [(st.machine_id, st.part_number, st.characteristic, "no limits", None,
           f"not enough history for control limits: {st.problem}") for st in found if st.current is None],
         columns=cols)
-    return pd.concat([rows, missing], ignore_index=True) if len(missing) else rows
+    violations = pd.concat([rows, missing], ignore_index=True) if len(missing) else rows
+    return violations, spc.episodes_table(spc.episodes(found))[EPISODE_COLUMNS]

@@ -22,6 +22,7 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -241,10 +242,36 @@ def test_daily_email_through_smtp(smtp_server: Server, daily_summary, tmp_path: 
         assert f"{row.minutes:,.0f}" in html and f"{row.minutes:,.0f}" in text
     for row in s.scrap_top.itertuples():
         assert row.scrap_category in html and f"{row.cost:,.2f}" in html and f"{row.cost:,.2f}" in text
-    series = s.spc_by_series
-    assert not series.empty  # the simulated day has process shifts
-    for row in series.head(10).itertuples():
-        assert row.characteristic in html and row.rules in html and row.rules in text
+    episodes = s.spc_episodes
+    assert not episodes.empty  # the simulated day has process shifts
+    assert "SPC: out-of-control episodes, most consequential first" in html
+    # the e-mail lists the episodes in the summary's (ranked) order, with Cpk at their worst
+    table = html[html.index("SPC: out-of-control episodes"):]
+    at = 0
+    for row in episodes.head(10).itertuples():
+        cpk = f">{row.cpk:.2f}</td>" if not pd.isna(row.cpk) else ">–</td>"
+        found = table.find(cpk, at)
+        assert found >= 0 and row.characteristic in html and row.rules in text, (row, table[at:at + 400])
+        at = found
+    if len(episodes) > 10:
+        assert f"… and {len(episodes) - 10} more episodes of lower consequence." in html
+
+
+def test_a_summary_kept_before_episodes_lists_its_violations_by_series(daily_summary) -> None:
+    import dataclasses
+
+    from workbench.summary import EPISODE_COLUMNS
+
+    old = dataclasses.replace(daily_summary, spc_episodes=pd.DataFrame(columns=EPISODE_COLUMNS))
+    assert not old.spc_violations.empty
+    msg = compose_daily_email(old, report=None, report_url=REPORT_URL, warnings=[], sender=SENDER,
+                              recipients=RECIPIENTS)
+    text = _text(msg)
+    top = old.spc_by_series.iloc[0]
+    assert "Violations" in text and f"{top.machine_id}" in text and str(top.rules) in text
+    more = len(old.spc_by_series) - 10
+    if more > 0:
+        assert f"... and {more} more series." in text
 
 
 def test_warnings_show_in_a_box_and_tag_the_subject(smtp_server: Server, daily_summary, tmp_path: Path) -> None:
@@ -483,7 +510,7 @@ def test_a_day_without_data_says_so_instead_of_a_quiet_day(smtp_server: Server, 
     assert "cid:" not in html
     # the quality lab measured that day: its SPC findings still follow the statement
     assert not s.spc_violations.empty
-    assert text.index("!! No production data") < text.index("SPC rule violations")
+    assert text.index("!! No production data") < text.index("SPC: out-of-control episodes")
     # the outcome the Prefect UI shows
     markdown = outcome_markdown(s, [], title="Daily report", index_html="index.html", delivery=None)
     assert f"**{headline}**" in markdown and "| OEE |" not in markdown

@@ -109,7 +109,8 @@ def test_master_data(default_plant: SimulatedPlant) -> None:
     order = ["engineering_low", "alarm_low_low", "lsl", "alarm_low", "operating_low", "nominal",
              "operating_high", "alarm_high", "usl", "alarm_high_high", "engineering_high"]
     assert (np.diff(ch[order].to_numpy(dtype=float), axis=1) > 0).all()
-    assert set(ch["chart_type"]) == {"xbar_r"} and set(ch["subgroup_size"]) == {5}
+    # every simulated dimension is cut by a wearing tool: configured with the tool-wear chart
+    assert set(ch["chart_type"]) == {"tool_wear"} and set(ch["subgroup_size"]) == {5}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -55,6 +56,9 @@ from workbench.summary import DailySummary
 ATTACHMENT_LIMIT_BYTES = 10_000_000
 #: Rows of SPC series listed in the e-mail (the rest are counted).
 SPC_ROWS = 10
+#: Out-of-control episodes ranked by their consequence against the specification (see
+#: :mod:`workbench.spc.episodes`), not points or series counted.
+SPC_HEADING = "SPC: out-of-control episodes, most consequential first"
 
 _BAND_STYLE = {  # text colour, background — the same bands as the charts
     "good": ("#166534", "#dcfce7"), "watch": ("#92400e", "#fef3c7"), "poor": ("#991b1b", "#fee2e2"),
@@ -105,11 +109,48 @@ def _scrap_rows(summary: DailySummary) -> list[dict[str, str]]:
 
 
 def _spc_rows(summary: DailySummary) -> tuple[list[dict[str, str]], int]:
+    """The SPC episodes, most consequential first, and how many more there are."""
+    episodes = summary.spc_episodes
+    if episodes.empty and not summary.spc_violations.empty:
+        return _spc_series_rows(summary)  # a summary kept before episodes existed
+    zone = _zone(summary.tz)
+    rows = []
+    for r in episodes.head(SPC_ROWS).itertuples(index=False):
+        when = f"{_local(r.start, zone):%a %H:%M}–{_local(r.end, zone):%H:%M}"
+        shift = "spread" if r.direction == "spread" else f"{r.shift_sigma:+.1f}σ"
+        rows.append({"Machine": str(r.machine_id), "Part": str(r.part_number),
+                     "Characteristic": str(r.characteristic), "When": when, "Shift": shift,
+                     "Cpk": "–" if pd.isna(r.cpk) else f"{r.cpk:.2f}",
+                     "Expected out": "–" if pd.isna(r.expected_out) else _ppm(r.expected_out),
+                     "Consequence": str(r.consequence), "Rules": str(r.rules)})
+    return rows, max(len(episodes) - SPC_ROWS, 0)
+
+
+def _spc_series_rows(summary: DailySummary) -> tuple[list[dict[str, str]], int]:
     series = summary.spc_by_series
     rows = [{"Machine": str(r.machine_id), "Part": str(r.part_number),
              "Characteristic": str(r.characteristic), "Violations": _num(r.violations), "Rules": str(r.rules)}
             for r in series.head(SPC_ROWS).itertuples(index=False)]
     return rows, max(len(series) - SPC_ROWS, 0)
+
+
+def _more_what(summary: DailySummary) -> str:
+    return "episodes of lower consequence" if not summary.spc_episodes.empty else "series"
+
+
+def _zone(tz: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(tz)
+    except (LookupError, ValueError):
+        return dt.UTC
+
+
+def _local(value: object, zone: dt.tzinfo) -> dt.datetime:
+    return pd.Timestamp(value).tz_convert(zone).to_pydatetime()
+
+
+def _ppm(p: float) -> str:
+    return f"{p:.1%}" if p >= 0.001 else f"{p * 1e6:,.0f} ppm"
 
 
 def _plant_facts(summary: DailySummary) -> list[tuple[str, str]]:
@@ -246,10 +287,10 @@ def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, st
         out.append(f'<h2 style="{_H2}">Top scrap causes</h2>')
         out.append(_html_table(_scrap_rows(summary)) or f'<p style="{_FONT}">No scrap.</p>')
     if summary.has_data or spc:
-        out.append(f'<h2 style="{_H2}">SPC rule violations</h2>')
+        out.append(f'<h2 style="{_H2}">{SPC_HEADING}</h2>')
         out.append(_html_table(spc) or f'<p style="{_FONT}">No SPC rule violations.</p>')
         if more:
-            out.append(f'<p style="{_FONT}font-size:12px;">… and {more} more series.</p>')
+            out.append(f'<p style="{_FONT}font-size:12px;">… and {more} more {_more_what(summary)}.</p>')
     out.append(link_html)
     out.append(f'<p style="{_FONT}font-size:11px;color:#6b7280;margin-top:20px;">{_e(footer)}</p>')
     return ('<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -313,11 +354,11 @@ def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, fo
         # section that does have rows (e.g. SPC from the quality lab) still follows.
         out += [*(f"!! {line}" for line in textwrap.wrap(summary.no_data_statement, 76)), ""]
         for title, rows in (("Top downtime causes (unplanned)", _downtime_rows(summary)),
-                            ("Top scrap causes", _scrap_rows(summary)), ("SPC rule violations", spc)):
+                            ("Top scrap causes", _scrap_rows(summary)), (SPC_HEADING, spc)):
             if rows:
                 out += [title, _text_table(rows)]
         if spc and more:
-            out.append(f"  ... and {more} more series.\n")
+            out.append(f"  ... and {more} more {_more_what(summary)}.\n")
         out += [link_text, "", footer, ""]
         return "\n".join(out)
     out.append("Plant: " + " | ".join(f"{k} {v}" for k, v in _plant_facts(summary)))
@@ -326,9 +367,9 @@ def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, fo
             _text_table(_machine_rows(summary)),
             "Top downtime causes (unplanned)", _text_table(_downtime_rows(summary)),
             "Top scrap causes", _text_table(_scrap_rows(summary))]
-    out += ["SPC rule violations", _text_table(spc)]
+    out += [SPC_HEADING, _text_table(spc)]
     if more:
-        out.append(f"  ... and {more} more series.\n")
+        out.append(f"  ... and {more} more {_more_what(summary)}.\n")
     out += [link_text, "", footer, ""]
     return "\n".join(out)
 
@@ -515,7 +556,8 @@ def outcome_markdown(summary: DailySummary | None, sections: Sequence[SectionRes
         if top:
             lines += [f"Top downtime: **{top[0]['Cause']}**, {top[0]['Minutes']} min in {top[0]['Stops']} "
                       "stops.", ""]
-        lines += [f"SPC violations: {len(summary.spc_violations)}.", ""]
+        lines += [f"SPC: {len(summary.spc_episodes)} out-of-control episodes "
+                  f"({len(summary.spc_violations)} rule violations).", ""]
     lines += ["| section | status | took | notebook |", "|---|---|---:|---|"]
     for s in sections:
         status = "ok" if s.ok else f"**FAILED**: {(s.error or '').replace('|', '/')}"

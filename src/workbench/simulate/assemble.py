@@ -198,7 +198,9 @@ class _Builder:
         cols: dict[str, Any] = {
             "part_number": pa.array(cat.part_numbers),
             "characteristic": pa.array([f.characteristic for f in cat.part_family]),
-            "unit": _const("mm", n), "chart_type": _const("xbar_r", n),
+            # Every simulated dimension is cut by a wearing tool: configured as engineers would,
+            # with the tool-wear chart (expected wear is no alarm, a jump is).
+            "unit": _const("mm", n), "chart_type": _const("tool_wear", n),
             "subgroup_size": pa.array(np.full(n, SUBGROUP_SIZE, np.int32)),
             "rules": _const("western_electric", n)}
         for col, factor in LIMIT_FACTORS.items():

@@ -33,6 +33,8 @@ class ChartName(StrEnum):
     np = "np"
     c = "c"
     u = "u"
+    ewma = "ewma"
+    cusum = "cusum"
 
 
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:
@@ -113,15 +115,27 @@ def limits(
     iterate: Annotated[bool, typer.Option(
         help="Drop points beyond the limits and recompute until none is left.")] = False,
     min_subgroups: Annotated[int, typer.Option(help="Fewest subgroups to estimate from.")] = 10,
+    lam: Annotated[float | None, typer.Option(help="EWMA smoothing constant λ (default 0.2).")] = None,
+    ewma_l: Annotated[float | None, typer.Option("--ewma-l", help="EWMA limit width L (default 3).")] = None,
+    k: Annotated[float | None, typer.Option(
+        help="CUSUM reference value k, in standard errors (default 0.5).")] = None,
+    h: Annotated[float | None, typer.Option(
+        help="CUSUM decision interval h, in standard errors (default 5).")] = None,
     sep: Annotated[str, typer.Option(help="Field separator: ',' ';' tab or space.")] = ",",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Phase I control limits: center, LCL/UCL, sigma and how it was estimated, violations."""
     df = _read_csv(file, sep)
+    design = {name: v for name, v in (("lam", lam), ("L", ewma_l), ("k", k), ("h", h)) if v is not None}
+    if design and chart.value not in ("ewma", "cusum"):
+        raise typer.BadParameter(f"--{', --'.join(design)} set the design of the ewma and cusum charts, "
+                                 f"not of {chart.value}")
+    time_weighted = chart.value in ("ewma", "cusum")
     result = control_chart(df, chart=chart.value, value=value, subgroup=subgroup, size=size,
-                           time=time, rules=rules, nsigmas=nsigmas,
-                           exclude=_exclusions(df, subgroup, exclude or []), iterate=iterate,
-                           min_subgroups=min_subgroups)
+                           time=time, rules=rules, nsigmas=3.0 if time_weighted else nsigmas,
+                           exclude=_exclusions(df, subgroup, exclude or []),
+                           iterate=False if time_weighted else iterate, min_subgroups=min_subgroups,
+                           params=design or None)
     charts = list(result) if isinstance(result, ChartPair) else [result]
     if as_json:
         typer.echo(json.dumps({"file": str(file), "chart": chart.value,
@@ -182,17 +196,26 @@ def capability_cmd(
         help="Within sigma: range (R̄/d2), stdev (S̄/c4) or moving_range (MR̄/d2).")] = None,
     time: Annotated[str | None, typer.Option(help="Column ordering the values in time.")] = None,
     confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+    method: Annotated[str, typer.Option(
+        help="normal, auto (a fitted distribution or transformation when the data are not normal), "
+             "box_cox, johnson, weibull or lognormal.")] = "normal",
     sep: Annotated[str, typer.Option(help="Field separator: ',' ';' tab or space.")] = ",",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Cp, Cpk, Cpm, Pp, Ppk with confidence intervals and the sigma estimators named."""
+    """Cp, Cpk, Cpm, Pp, Ppk with confidence intervals, the sigma estimators named, the normality
+    test and — for non-normal data — the method the indices rest on."""
     df = _read_csv(file, sep)
     cap = capability(df, value=value, subgroup=subgroup, lsl=lsl, usl=usl, target=target,
-                     within=within, time=time, confidence_level=confidence)
+                     within=within, time=time, confidence_level=confidence, method=method)
     if as_json:
         typer.echo(json.dumps({"file": str(file), **cap.summary()}, indent=2, default=str))
         return
     console.print(_capability_table(cap))
+    console.print(f"Method: {cap.method} — {cap.method_reason}", highlight=False)
+    if cap.normality is not None:
+        console.print(f"Normality: {cap.normality.describe()}", highlight=False)
+    for warning in cap.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"Intervals: Cp/Pp {CI_METHODS['cp']}; Cpk/Ppk {CI_METHODS['cpk']}; "
                   f"Cpm {CI_METHODS['cpm']}.", highlight=False)
 

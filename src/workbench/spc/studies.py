@@ -14,6 +14,7 @@ subgroup that straddles the boundary is never cut in two.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,9 @@ from workbench.spc.limits import LimitSet
 __all__ = ["SERIES_KEYS", "Study", "studies", "studies_table", "violations_table"]
 
 SERIES_KEYS = ("machine_id", "part_number", "characteristic")
-_VARIABLES_CHARTS = ("xbar_r", "xbar_s", "imr")
+_VARIABLES_CHARTS = ("xbar_r", "xbar_s", "imr", "ewma", "cusum", "tool_wear")
+#: Tables a tool-wear chart needs: tool changes (downtime events) and run time (machine states).
+_WEAR_TABLES = ("downtime_events", "machine_states")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +45,8 @@ class Study:
     unit : str or None
         Measurement unit.
     chart : str
-        Chart name used (``"xbar_r"``, ``"xbar_s"``, ``"imr"``).
+        Chart name used (``"xbar_r"``, ``"xbar_s"``, ``"imr"``, ``"ewma"``, ``"cusum"`` or
+        ``"tool_wear"`` — the X̄ chart of :mod:`workbench.spc.toolwear` paired with an R chart).
     rules : str
         Rule set applied.
     baseline : ChartPair or ControlChart or None
@@ -91,6 +95,45 @@ class Study:
         """The period's measured values."""
         return self.data["value"]
 
+    @property
+    def subgroup_times(self) -> dict[Any, pd.Timestamp]:
+        """Time of each subgroup of the period: its first measurement (for clock-time axes)."""
+        if self.data.empty:
+            return {}
+        return self.data.groupby("subgroup_id", sort=False)["time"].min().to_dict()
+
+    def small_shift_charts(self, *, lam: float = 0.2, L: float = 3.0, k: float = 0.5,  # noqa: N803
+                           h: float = 5.0) -> ChartPair | None:
+        """EWMA and CUSUM of the period's standardized points — a second look for small
+        sustained shifts that the configured chart's run rules are slow to see.
+
+        The points of the phase II location chart (X̄, I, or the wear-adjusted X̄) standardized by
+        their own center line and standard error are N(0, 1) while the process is in control, so
+        an EWMA (λ, L) and a tabular CUSUM (k, h) on them with target 0 and sigma 1 have exactly
+        their textbook run lengths (:func:`workbench.spc.ewma_arl`, :func:`workbench.spc.cusum_arl`;
+        defaults λ = 0.2, L = 3: ARL₀ ≈ 560; k = 0.5, h = 5: ARL₀ ≈ 465, 10.4 subgroups for a
+        one-standard-error shift). Points the chart could not judge (no tool age) are left out.
+
+        Returns
+        -------
+        ChartPair or None
+            ``location`` the EWMA chart, ``dispersion`` the CUSUM chart (itself a pair of C⁺ and
+            C⁻); None when the study has no chart, is itself an EWMA or CUSUM, or has fewer than
+            two judged points.
+        """
+        from workbench.spc.timeweighted import cusum, ewma  # imports charts: not at module import
+
+        if self.current is None or self.chart in ("ewma", "cusum"):
+            return None
+        loc = self.current.location if isinstance(self.current, ChartPair) else self.current
+        z = loc.z
+        keep = np.isfinite(z)
+        if keep.sum() < 2:
+            return None
+        frame = pd.DataFrame({"subgroup": loc.subgroups[keep], "z": z[keep]})
+        return ChartPair(ewma(frame, value="z", subgroup="subgroup", lam=lam, L=L, target=0.0, sigma=1.0),
+                         cusum(frame, value="z", subgroup="subgroup", k=k, h=h, target=0.0, sigma=1.0))
+
 
 def _config(characteristics: pd.DataFrame, part: str, char: str) -> dict[str, Any]:
     if characteristics.empty:
@@ -109,9 +152,50 @@ def _number(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
+def _with_tool_ages(m: pd.DataFrame, characteristics: pd.DataFrame,
+                    tables: Mapping[str, pd.DataFrame] | None) -> tuple[pd.DataFrame, str | None]:
+    """The measurements with the tool's run-hours of age, when a characteristic asks for a
+    tool-wear chart — or why they cannot have them."""
+    if characteristics.empty or "chart_type" not in characteristics.columns:
+        return m, None
+    wanted = characteristics["chart_type"].astype("string").str.lower().str.replace("-", "_") == "tool_wear"
+    if not wanted.any():
+        return m, None
+    missing = [t for t in _WEAR_TABLES if tables is None or t not in tables]
+    if missing:
+        return m, (f"the tool-wear chart needs {' and '.join(missing)} (tool changes and run time); "
+                   "pass tables= to spc.studies")
+    from workbench.spc.toolwear import tool_age  # the wear model is only needed when configured
+
+    try:
+        return tool_age(m, downtime_events=tables["downtime_events"],  # type: ignore[index]
+                        machine_states=tables["machine_states"]), None  # type: ignore[index]
+    except SPCError as exc:
+        return m, f"no tool ages for the tool-wear chart: {exc}"
+
+
+def _phase_charts(chart_name: str, before: pd.DataFrame, now: pd.DataFrame, *, rule_set: str,
+                  min_subgroups: int) -> tuple[ChartPair | ControlChart, ChartPair | ControlChart]:
+    """Phase I chart of the baseline and phase II chart of the period."""
+    if chart_name == "tool_wear":
+        from workbench.spc.toolwear import tool_wear_chart
+
+        wear = tool_wear_chart(before, value="value", subgroup="subgroup_id", age="tool_age_h",
+                               tool="tool_fitted", time="time", rules=rule_set, min_subgroups=min_subgroups)
+        # Wear moves the mean, not the spread within a subgroup: the R chart judges the spread.
+        spread = control_chart(before, chart="xbar_r", value="value", subgroup="subgroup_id", time="time",
+                               rules=rule_set, min_subgroups=min_subgroups).dispersion  # type: ignore[union-attr]
+        return (ChartPair(wear, spread), ChartPair(wear.apply(now), spread.apply(now)))
+    baseline = control_chart(before, chart=chart_name, value="value", subgroup="subgroup_id",
+                             time="time", rules=rule_set, min_subgroups=min_subgroups)
+    return baseline, baseline.apply(now)
+
+
 def studies(measurements: pd.DataFrame, characteristics: pd.DataFrame, *, start: dt.datetime,
             end: dt.datetime, baseline_start: dt.datetime, rules: str | None = None,
-            min_subgroups: int = 20, confidence_level: float = 0.95) -> list[Study]:
+            min_subgroups: int = 20, confidence_level: float = 0.95,
+            capability_method: str = "normal",
+            tables: Mapping[str, pd.DataFrame] | None = None) -> list[Study]:
     """SPC study of every series with measurements in ``[start, end)``.
 
     Parameters
@@ -132,6 +216,14 @@ def studies(measurements: pd.DataFrame, characteristics: pd.DataFrame, *, start:
         Fewest baseline subgroups the limits may rest on.
     confidence_level : float
         Level of the capability intervals.
+    capability_method : str
+        Capability method for every series (:func:`workbench.spc.capability`): ``"normal"``
+        (the normal indices, with a warning in the study's notes when the Anderson-Darling test
+        rejects normality), ``"auto"`` (a fitted distribution or transformation when the data are
+        not normal; the study says which and why), or a named method.
+    tables : mapping of str to DataFrame, optional
+        Other canonical tables: ``downtime_events`` and ``machine_states`` give a characteristic
+        configured with ``chart_type = "tool_wear"`` the run hours since each tool change.
 
     Returns
     -------
@@ -148,6 +240,7 @@ def studies(measurements: pd.DataFrame, characteristics: pd.DataFrame, *, start:
     m = measurements[(measurements["time"] >= baseline_start) & (measurements["time"] < end)]
     first = m.groupby([*SERIES_KEYS, "subgroup_id"])["time"].transform("min")
     m = m.assign(_current=(first >= start).to_numpy())
+    m, wear_problem = _with_tool_ages(m, characteristics, tables)
     out = []
     for key, series in m.groupby(list(SERIES_KEYS), sort=True):
         now = series[series["_current"]].drop(columns="_current").sort_values("time", kind="stable")
@@ -165,11 +258,12 @@ def studies(measurements: pd.DataFrame, characteristics: pd.DataFrame, *, start:
         notes: list[str] = []
         if chart_name not in _VARIABLES_CHARTS:
             problem = f"chart type {chart_name!r} needs attribute data, not measurements"
+        elif chart_name == "tool_wear" and wear_problem:
+            problem = wear_problem
         else:
             try:
-                baseline = control_chart(before, chart=chart_name, value="value", subgroup="subgroup_id",
-                                         time="time", rules=rule_set, min_subgroups=min_subgroups)
-                current = baseline.apply(now)  # type: ignore[union-attr]
+                baseline, current = _phase_charts(chart_name, before, now, rule_set=rule_set,
+                                                  min_subgroups=min_subgroups)
             except SPCError as exc:
                 problem = f"no control limits: {exc}"
         if cfg:
@@ -185,7 +279,8 @@ def studies(measurements: pd.DataFrame, characteristics: pd.DataFrame, *, start:
                 subgroup = None if chart_name == "imr" else "subgroup_id"
                 cap = capability(now, value="value", subgroup=subgroup, lsl=lsl, usl=usl,
                                  target=_number(cfg.get("nominal")), time="time",
-                                 confidence_level=confidence_level)
+                                 confidence_level=confidence_level, method=capability_method)
+                notes.extend(f"capability: {w}" for w in cap.warnings)
             except SPCError as exc:
                 notes.append(f"capability: {exc}")
         out.append(Study(machine, part, char, None if unit is None else str(unit), chart_name, rule_set,
@@ -193,9 +288,16 @@ def studies(measurements: pd.DataFrame, characteristics: pd.DataFrame, *, start:
     return sorted(out, key=lambda s: (-len(s.violations), s.machine_id, s.part_number, s.characteristic))
 
 
+def _index(cap: Capability | None, name: str) -> float:
+    value = None if cap is None else getattr(cap, name)
+    return np.nan if value is None else float(value)
+
+
 def studies_table(found: list[Study]) -> pd.DataFrame:
-    """One row per study: the series, chart, points, limits, violations, rules fired, Cpk, Ppk
-    and a status (``in control``, ``out of control`` or ``no limits``).
+    """One row per study: the series, chart, points, limits, violations, rules fired, Cpk, Ppk,
+    the capability method and the Anderson-Darling normality p-value they rest on, and a status
+    (``in control``, ``out of control`` or ``no limits``); ``note`` says what could not be done
+    and what the capability figures must be read with (e.g. data not normal).
 
     Parameters
     ----------
@@ -218,14 +320,16 @@ def studies_table(found: list[Study]) -> pd.DataFrame:
             "center": np.nan if loc is None else float(np.mean(loc.center)),
             "sigma": np.nan if loc is None else loc.sigma,
             "violations": len(s.violations), "rules_fired": ", ".join(fired),
-            "cpk": np.nan if s.capability is None else s.capability.cpk,
-            "ppk": np.nan if s.capability is None else s.capability.ppk,
+            "cpk": _index(s.capability, "cpk"), "ppk": _index(s.capability, "ppk"),
+            "capability_method": None if s.capability is None else s.capability.method,
+            "normality_p": (np.nan if s.capability is None or s.capability.normality is None
+                            else s.capability.normality.p_value),
             "status": "no limits" if s.current is None else "out of control" if s.violations
             else "in control",
             "note": s.problem or "; ".join(s.notes),
         })
     cols = ["machine_id", "part_number", "characteristic", "chart", "rules", "points", "center", "sigma",
-            "violations", "rules_fired", "cpk", "ppk", "status", "note"]
+            "violations", "rules_fired", "cpk", "ppk", "capability_method", "normality_p", "status", "note"]
     return pd.DataFrame(rows, columns=cols)
 
 
