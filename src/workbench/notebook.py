@@ -138,31 +138,21 @@ def _say_lock_waits() -> None:
         logger.setLevel(logging.INFO)
 
 
-def resolve_days(wh: Warehouse, date: str | dt.date, days: int,
-                 tz: str) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime]:
-    """The production days a notebook covers and the instants bounding them.
+def _shift_days(wh: Warehouse, sites: Iterable[str] = ()) -> list[dt.date]:
+    """The days with shifts in the plant's shift calendar (of ``sites`` when it has any for them)."""
+    cal = wh.read("shift_calendar", columns=["site", "shift_date"])
+    wanted = set(sites)
+    if wanted and cal["site"].astype(str).isin(wanted).any():
+        cal = cal[cal["site"].astype(str).isin(wanted)]
+    return sorted({pd.Timestamp(d).date() for d in cal["shift_date"].dropna()})
 
-    Parameters
-    ----------
-    wh : Warehouse
-        Where the data is (for the latest day and the calendar's day start).
-    date : str or date
-        Last production day, ``YYYY-MM-DD``; ``""`` for the latest day with production data.
-    days : int
-        Number of production days ending at ``date`` (at least 1).
-    tz : str
-        Plant time zone.
 
-    Returns
-    -------
-    tuple
-        ``(first_day, last_day, start, end)``: ``[start, end)`` runs from the start of the first
-        production day (its first shift, e.g. 06:00) to the start of the day after the last.
-    """
+def _resolve(wh: Warehouse, date: str | dt.date, days: int, tz: str, sites: Iterable[str] = ()
+             ) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime, tuple[dt.date, ...] | None]:
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ConfigError(f"days must be a whole number ≥ 1 (got {days!r})")
     if isinstance(date, dt.date):
-        last = date
+        last = date.date() if isinstance(date, dt.datetime) else date
     elif not str(date).strip():
         last = jobs.latest_production_day(wh, tz=tz)
     else:
@@ -170,9 +160,52 @@ def resolve_days(wh: Warehouse, date: str | dt.date, days: int,
             last = dt.date.fromisoformat(str(date).strip())
         except ValueError:
             raise ConfigError(f"date must be YYYY-MM-DD or empty for the latest day (got {date!r})") from None
-    first = last - dt.timedelta(days=days - 1)
+    calendar = _shift_days(wh, sites)
+    shift_days: tuple[dt.date, ...] | None
+    if calendar:
+        # `date` is the day asked for (shifts or not); before it, only days with shifts count.
+        before = [d for d in calendar if d < last][-(days - 1):] if days > 1 else []
+        first = before[0] if before else last
+        shift_days = tuple(d for d in calendar if first <= d <= last)
+    else:
+        # No shift calendar: nothing tells a production day from a day off.
+        first, shift_days = last - dt.timedelta(days=days - 1), None
     start, end = jobs.production_day_range(wh, first=first, last=last + dt.timedelta(days=1), tz=tz)
-    return first, last, start, end
+    return first, last, start, end, shift_days
+
+
+def resolve_days(wh: Warehouse, date: str | dt.date, days: int, tz: str, *,
+                 sites: Iterable[str] = ()) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime]:
+    """The production days a notebook covers and the instants bounding them.
+
+    ``days`` counts production days — days with shifts in the plant's shift calendar — not
+    calendar days: on a plant that does not work weekends, ``days=7`` ending on a Monday reaches
+    back to the Friday of the week before last, and the weekend days in between are inside the
+    range but not counted (they have no planned time). ``date`` itself always counts, shifts or
+    not, so ``days=1`` is exactly that day. With an empty shift calendar days are calendar days.
+
+    Parameters
+    ----------
+    wh : Warehouse
+        Where the data is (for the latest day and the shift calendar).
+    date : str or date
+        Last production day, ``YYYY-MM-DD``; ``""`` for the latest day with production data.
+    days : int
+        Number of production days ending at ``date`` (at least 1): ``date`` and the ``days - 1``
+        days with shifts before it. Fewer when the calendar starts later (the range then starts
+        at the calendar's first day; :func:`header` says so).
+    tz : str
+        Plant time zone.
+    sites : iterable of str
+        Count the shifts of these sites only (when the calendar has any for them).
+
+    Returns
+    -------
+    tuple
+        ``(first_day, last_day, start, end)``: ``[start, end)`` runs from the start of the first
+        production day (its first shift, e.g. 06:00) to the start of the day after the last.
+    """
+    return _resolve(wh, date, days, tz, sites)[:4]
 
 
 def _wanted(values: str | Iterable[str] | None) -> list[str]:
@@ -238,7 +271,7 @@ class Scope:
     tz : str
         Plant time zone.
     first_day, last_day : date
-        The production days covered.
+        The first and the last production day covered (``last_day`` is the ``date`` asked for).
     start, end : datetime
         ``[start, end)`` bounding those days.
     machines : DataFrame
@@ -247,6 +280,13 @@ class Scope:
         Whether a site / line / machine filter was given (else every machine).
     micro_stop_threshold_s : float
         The configured micro-stop threshold.
+    shift_days : tuple of date or None
+        The days from ``first_day`` to ``last_day`` with shifts in the shift calendar; the
+        others in between (weekends, shutdowns) are in ``[start, end)`` but not counted in
+        :attr:`days`. None: days were counted as calendar days (no shift calendar).
+    days_asked : int or None
+        The ``days`` the scope was made with (more than :attr:`days` when the shift calendar
+        starts later).
     """
 
     warehouse: Warehouse
@@ -258,11 +298,29 @@ class Scope:
     machines: pd.DataFrame
     selected: bool
     micro_stop_threshold_s: float
+    shift_days: tuple[dt.date, ...] | None = None
+    days_asked: int | None = None
+
+    @property
+    def calendar_days(self) -> int:
+        """Number of calendar days from ``first_day`` to ``last_day``."""
+        return (self.last_day - self.first_day).days + 1
 
     @property
     def days(self) -> int:
-        """Number of production days covered."""
-        return (self.last_day - self.first_day).days + 1
+        """Number of production days covered: ``last_day`` and the days with shifts before it
+        (calendar days when days are not counted by shifts)."""
+        if self.shift_days is None:
+            return self.calendar_days
+        return len(set(self.shift_days) | {self.last_day})
+
+    @property
+    def days_without_shifts(self) -> list[dt.date]:
+        """The days inside the range that are not counted: no shifts (e.g. a weekend)."""
+        if self.shift_days is None:
+            return []
+        every = (self.first_day + dt.timedelta(days=i) for i in range(self.calendar_days))
+        return [d for d in every if d not in self.shift_days and d != self.last_day]
 
     @property
     def machine_ids(self) -> list[str]:
@@ -280,7 +338,7 @@ class Scope:
         return "hour" if self.days == 1 else "day"
 
     def before(self, days: int) -> dt.datetime:
-        """The instant ``days`` days before the start (e.g. a baseline's start)."""
+        """The instant ``days`` calendar days before the start (e.g. a baseline's start)."""
         return self.start - dt.timedelta(days=days)
 
     def read(self, table: str, *, start: dt.datetime | None = None, end: dt.datetime | None = None,
@@ -327,7 +385,8 @@ def scope(*, date: str | dt.date = "", days: int = 1, warehouse: str = "", site:
     Parameters
     ----------
     date, days
-        See :func:`resolve_days`.
+        See :func:`resolve_days`: ``days`` counts production days (days with shifts) of the
+        selected machines' sites.
     warehouse
         See :func:`open_data`.
     site, lines, machines
@@ -345,14 +404,15 @@ def scope(*, date: str | dt.date = "", days: int = 1, warehouse: str = "", site:
     cfg = settings()
     wh = open_data(warehouse)
     with wh.held():  # one connection for the scope's reads, released before the notebook goes on
-        first, last, start, end = resolve_days(wh, date, days, cfg.plant_timezone)
         chosen = select_machines(wh, site=site, lines=lines, machines=machines)
+        sites = chosen["site"].dropna().astype(str).unique() if "site" in chosen.columns else ()
+        first, last, start, end, shift_days = _resolve(wh, date, days, cfg.plant_timezone, sites)
     # A notebook starts by making its scope: after "Run all" in a live kernel its first figure
     # must carry plotly.js again, or an HTML export of the re-run would have none.
     _PLOTLY["embedded"] = False
     selected = bool(_wanted(site) or _wanted(lines) or _wanted(machines))
     return Scope(wh, cfg.plant_timezone, first, last, start, end, chosen, selected,
-                 cfg.micro_stop_threshold_s)
+                 cfg.micro_stop_threshold_s, shift_days=shift_days, days_asked=days)
 
 
 # =============================================================================================
@@ -376,9 +436,44 @@ def _listing(ids: list[str], limit: int = 12) -> str:
     return shown + (f", … ({len(ids) - limit} more)" if len(ids) > limit else "")
 
 
+def _days_text(scope: Scope) -> str:
+    """The days covered, saying what ``days`` counted."""
+    first, last = f"{scope.first_day:%a %d %b %Y}", f"{scope.last_day:%a %d %b %Y}"
+    if scope.calendar_days == 1:
+        return first
+    if scope.shift_days is None:
+        return f"{scope.days} calendar days: {first} – {last}"
+    text = f"{scope.days} production days: {first} – {last}"
+    skipped = len(scope.days_without_shifts)
+    if skipped:
+        text += f" ({skipped} day{'s' if skipped != 1 else ''} without shifts skipped)"
+    return text
+
+
+def _days_notes(scope: Scope) -> list[str]:
+    notes = []
+    skipped = scope.days_without_shifts
+    if skipped:
+        days = _listing([f"{d:%a %d %b}" for d in skipped], 8)
+        notes.append(f"  skipped:   {days} (no shifts in the calendar)")
+    if scope.shift_days is not None and scope.last_day not in scope.shift_days:
+        notes.append(f"  note:      {scope.last_day:%a %d %b %Y}, the day asked for, has no shifts "
+                     "in the calendar")
+    if scope.shift_days is None and scope.calendar_days > 1:
+        notes.append("  note:      the shift calendar is empty: every calendar day counts")
+    if scope.days_asked is not None and scope.days_asked > scope.days:
+        notes.append(f"  note:      only {scope.days} of the {scope.days_asked} production days asked for: "
+                     f"the shift calendar has none before {scope.first_day:%a %d %b %Y}")
+    return notes
+
+
 def header(scope: Scope, title: str, data: Mapping[str, pd.DataFrame | int] | oee.PlantFrames | None = None,
            *, notes: Sequence[str] = ()) -> None:
     """Print what a notebook covers: the days, the machines, and the data it read.
+
+    Several days are described as production days (days with shifts in the calendar) with the
+    days in between that have none — e.g. ``7 production days: Fri 23 Oct 2026 – Mon 02 Nov
+    2026 (4 days without shifts skipped)`` and the skipped days listed below.
 
     Parameters
     ----------
@@ -392,10 +487,9 @@ def header(scope: Scope, title: str, data: Mapping[str, pd.DataFrame | int] | oe
     notes : sequence of str
         More lines to print (e.g. where a baseline comes from).
     """
-    day_text = (f"{scope.first_day:%a %d %b %Y}" if scope.days == 1
-                else f"{scope.first_day:%a %d %b %Y} – {scope.last_day:%a %d %b %Y} ({scope.days} days)")
     lines = [
-        f"{title} — {day_text}",
+        f"{title} — {_days_text(scope)}",
+        *_days_notes(scope),
         f"  time:      {pd.Timestamp(scope.start):%Y-%m-%d %H:%M %Z} → "
         f"{pd.Timestamp(scope.end):%Y-%m-%d %H:%M %Z} ({scope.tz})",
         f"  data:      {scope.warehouse.location} ({scope.warehouse.engine})",
@@ -475,7 +569,8 @@ class WeibullChoice:
 
 
 def weibull_fit(tbf: pd.DataFrame, mtbf: pd.DataFrame, *, machine: str = "",
-                confidence: float = 0.95) -> WeibullChoice:
+                confidence: float = 0.95, machines: pd.DataFrame | Mapping[str, Any] | None = None
+                ) -> WeibullChoice:
     """Fit a Weibull to the times between failures of one machine or of all machines.
 
     Parameters
@@ -489,12 +584,17 @@ def weibull_fit(tbf: pd.DataFrame, mtbf: pd.DataFrame, *, machine: str = "",
         ``"all"``: every machine pooled; else that machine.
     confidence : float
         Level of the parameter intervals.
+    machines : DataFrame or mapping, optional
+        Machine names for the label (see :func:`workbench.plots.machine_labels`), e.g.
+        ``scope.machines``.
 
     Returns
     -------
     WeibullChoice
         Also printed in one line.
     """
+    from workbench.plots import machine_labels
+
     wanted = machine.strip()
     if wanted.lower() == "all":
         order: list[tuple[str | None, str]] = [(None, "every machine pooled (as asked)")]
@@ -508,7 +608,7 @@ def weibull_fit(tbf: pd.DataFrame, mtbf: pd.DataFrame, *, machine: str = "",
             order.insert(0, (worst, f"the machine with the most failures ({count})"))
     problems = []
     for candidate, why in order:
-        label = "all machines" if candidate is None else f"machine {candidate}"
+        label = "all machines" if candidate is None else f"machine {machine_labels([candidate], machines)[0]}"
         try:
             fit = reliability.fit_weibull_tbf(tbf, confidence=confidence, machine=candidate)
         except ReliabilityError as exc:
@@ -696,7 +796,7 @@ def _formats(frame: pd.DataFrame, *, percent: set[str], money: set[str], decimal
 def show_table(frame: pd.DataFrame, *, columns: Sequence[str] | None = None, percent: Iterable[str] = (),
                money: Iterable[str] = (), decimals: int = 1, formats: Mapping[str, str] | None = None,
                currency: str = "$", caption: str | None = None, max_rows: int | None = 50,
-               tz: str | None = None) -> None:
+               tz: str | None = None, machines: pd.DataFrame | Mapping[str, Any] | None = None) -> None:
     """Display a frame as a tidy table: no index, readable headers, formatted numbers.
 
     Fractions in :data:`PERCENT_COLUMNS` (and ``percent``) show as percentages, costs in
@@ -723,8 +823,17 @@ def show_table(frame: pd.DataFrame, *, columns: Sequence[str] | None = None, per
         Show at most this many rows (a note says how many more there are).
     tz : str, optional
         Show tz-aware timestamps in this zone.
+    machines : DataFrame or mapping, optional
+        Machine names (e.g. ``scope.machines``): the ``machine_id`` column then shows, under
+        the header "machine", each machine labelled as the figures label it
+        (:func:`workbench.plots.machine_label`).
     """
     df = frame if columns is None else frame[list(columns)]
+    if machines is not None and "machine_id" in df.columns:
+        from workbench.plots import machine_labels
+
+        df = df.assign(machine_id=machine_labels(df["machine_id"], machines)).rename(
+            columns={"machine_id": "machine"})
     more = max(len(df) - max_rows, 0) if max_rows else 0
     df = df.head(max_rows) if max_rows else df
     df, fmt = _formats(df, percent=set(PERCENT_COLUMNS) | set(percent), money=set(MONEY_COLUMNS) | set(money),
