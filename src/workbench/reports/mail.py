@@ -116,7 +116,9 @@ def _spc_rows(summary: DailySummary) -> tuple[list[dict[str, str]], int]:
     zone = _zone(summary.tz)
     rows = []
     for r in episodes.head(SPC_ROWS).itertuples(index=False):
-        when = f"{_local(r.start, zone):%a %H:%M}–{_local(r.end, zone):%H:%M}"
+        first, last = _local(r.start, zone), _local(r.end, zone)
+        when = f"{first:%a %H:%M}–{last:%H:%M}" if first.date() == last.date() else (
+            f"{first:%a %H:%M}–{last:%a %H:%M}")
         shift = "spread" if r.direction == "spread" else f"{r.shift_sigma:+.1f}σ"
         rows.append({"Machine": str(r.machine_id), "Part": str(r.part_number),
                      "Characteristic": str(r.characteristic), "When": when, "Shift": shift,
