@@ -27,8 +27,10 @@ tool-wear drift (``PlantConfig.process_shift_sigma`` / ``tool_wear_sigma``):
 Phase I of every scheme is the same: μ₀ = x̿ and σ̂ = R̄/d2 from the series' in-control subgroups
 (known from the ground truth, as an engineer would pick a clean baseline); series with fewer than
 20 of them are skipped. Not a test: run by hand,
-``python benchmarks/spc_arl.py [--machines 12] [--days 30] [--shift 0.5 1.5] [--seed 7]``
-(about a minute; ``--machines 36 --days 60`` gives ~90 shifts in ~4 minutes).
+``python benchmarks/spc_arl.py [--machines 12] [--days 30] [--shift 0.5 1.5] [--hours 4 12] [--seed 7]``
+(about a minute; ``--machines 36 --days 60`` gives ~90 shifts in ~4 minutes; ``--hours 12 48``
+lets the steps last longer than the simulator's default 4–12 h, so that a late signal is not cut
+off by the end of its window).
 
 With subgroups of 5 a step of s process σ moves the plotted mean by s·√5 standard errors, so
 the default steps of 0.5–1.5 σ are 1.1–3.4 standard errors: where the design ARLs of the three
@@ -246,6 +248,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--shift", type=float, nargs=2, default=(0.5, 1.5), metavar=("LOW", "HIGH"),
                         help="range of the step shifts in process sigmas")
+    parser.add_argument("--hours", type=float, nargs=2, default=(4.0, 12.0), metavar=("LOW", "HIGH"),
+                        help="range of the steps' durations in hours (cut at the end of the work order)")
     parser.add_argument("--runs", type=int, default=4000, help="simulated runs per X̄ ARL value")
     args = parser.parse_args()
     rng = np.random.default_rng(2024)
@@ -297,6 +301,7 @@ def main() -> None:
     # -- the plant --------------------------------------------------------------------------
     cfg = PlantConfig(seed=args.seed, n_machines=args.machines, n_lines=max(1, min(3, args.machines)),
                       days=args.days, telemetry=False, process_shift_sigma=tuple(args.shift),
+                      process_shift_hours=tuple(args.hours),
                       tool_wear_sigma=(0.0, 0.0))
     plant = simulate_plant(cfg)
     q = plant.tables["quality_measurements"]

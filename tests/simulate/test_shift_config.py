@@ -128,3 +128,20 @@ def test_config_round_trip_and_validation() -> None:
 def test_invalid_ranges(changes: dict, message: str) -> None:
     with pytest.raises(SimulationError, match=message):
         PlantConfig(**changes)
+
+
+def test_longer_steps_last_longer(base: SimulatedPlant) -> None:
+    assert PlantConfig().process_shift_hours == (4.0, 12.0)
+    longer = simulate_plant(dataclasses.replace(BASE, process_shift_hours=(24.0, 48.0)))
+    old, new = (p.truth.process_shifts for p in (base, longer))
+    old, new = old[old["kind"] == "step"], new[new["kind"] == "step"]
+    # the same steps (same start, order and size: one uniform draw per step either way) …
+    keys = ["machine_id", "part_number", "characteristic", "time_start", "work_order", "shift_sigma"]
+    assert_frame_equal(old[keys].reset_index(drop=True), new[keys].reset_index(drop=True))
+    hours = (new["time_end"] - new["time_start"]).dt.total_seconds() / 3600
+    # … each at most 48 h (less where its work order ends first) and never shorter than before
+    assert (hours <= 48.0 + 1e-9).all()
+    assert (new["time_end"].to_numpy() >= old["time_end"].to_numpy()).all()
+    assert len(new) >= 3 and hours.max() > 12.0
+    with pytest.raises(SimulationError, match=r"process_shift_hours must be a \(low, high\) pair of hours"):
+        PlantConfig(process_shift_hours=(0.0, 5.0))

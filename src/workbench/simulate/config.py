@@ -54,6 +54,9 @@ class PlantConfig:
         ``(low, high)``: each injected step shift of the process mean is ±U(low, high) process
         sigmas (1.5–3 σ by default: large for an X̄ chart of five). Smaller steps, e.g.
         ``(0.5, 1.5)``, exercise the charts meant for small shifts (EWMA, CUSUM). ``0 < low ≤ high``.
+    process_shift_hours : tuple of float
+        ``(low, high)``: each injected step lasts U(low, high) hours (4–12 h by default), cut at
+        the end of its work order. ``0 < low ≤ high ≤ 240``.
     tool_wear_sigma : tuple of float
         ``(low, high)``: each tool drifts the mean by U(low, high) process sigmas at the planned
         end of its life (2–3 σ by default); ``(0, 0)`` turns the wear drift off (tools still
@@ -74,10 +77,11 @@ class PlantConfig:
     collector_outages: bool = True
     workdays: tuple[int, ...] = WEEKDAYS
     process_shift_sigma: tuple[float, float] = (1.5, 3.0)
+    process_shift_hours: tuple[float, float] = (4.0, 12.0)
     tool_wear_sigma: tuple[float, float] = (2.0, 3.0)
 
     def __post_init__(self) -> None:
-        for name in ("workdays", "process_shift_sigma", "tool_wear_sigma"):
+        for name in ("workdays", "process_shift_sigma", "process_shift_hours", "tool_wear_sigma"):
             value = getattr(self, name)
             if isinstance(value, list):  # accept a list (e.g. from JSON) but store a tuple
                 object.__setattr__(self, name, tuple(value))
@@ -100,6 +104,7 @@ class PlantConfig:
         out["start"] = self.start.isoformat()
         out["workdays"] = list(self.workdays)
         out["process_shift_sigma"] = list(self.process_shift_sigma)
+        out["process_shift_hours"] = list(self.process_shift_hours)
         out["tool_wear_sigma"] = list(self.tool_wear_sigma)
         return out
 
@@ -113,7 +118,7 @@ class PlantConfig:
         values = dict(data)
         if isinstance(values.get("start"), str):
             values["start"] = dt.date.fromisoformat(values["start"])
-        for name in ("workdays", "process_shift_sigma", "tool_wear_sigma"):
+        for name in ("workdays", "process_shift_sigma", "process_shift_hours", "tool_wear_sigma"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -178,3 +183,9 @@ def _validate(cfg: PlantConfig) -> None:
         problem = _sigma_range(getattr(cfg, name), zero_ok=zero_ok)
         if problem:
             fail(f"{name} must be {problem}, got {getattr(cfg, name)!r}")
+    hours = cfg.process_shift_hours
+    if (not isinstance(hours, tuple) or len(hours) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in hours)
+            or not 0 < hours[0] <= hours[1] <= 240):
+        fail(f"process_shift_hours must be a (low, high) pair of hours with 0 < low <= high <= 240, "
+             f"got {hours!r}")

@@ -201,7 +201,7 @@ def _simulate_machine(cfg: PlantConfig, catalog: Catalog, cal: Calendar, lots: M
     shifts = draw_process_shifts(rng=rng[S_QUALITY], busy=tl.busy, run_b0=tl.run_b0, run_b1=tl.run_b1,
                                  run_order=tl.run_order, order_wall_end=order_wall_end,
                                  rate_per_30d=params.shifts_per_30d, days=cfg.days,
-                                 shift_sigma=cfg.process_shift_sigma)
+                                 shift_sigma=cfg.process_shift_sigma, shift_hours=cfg.process_shift_hours)
     cycles = simulate_cycles(tl=tl, rng=rng[S_CYCLES], slow=params.slow, cycle_sigma=params.cycle_sigma,
                              p_other=params.p_other, ideal_s=catalog.rate_ideal_s[m], part_global=parts,
                              sigma=params.part_sigma, bias=params.part_bias, tol=tol, wear_sign=wear_sign,

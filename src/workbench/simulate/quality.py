@@ -43,8 +43,10 @@ class ProcessShifts:
 def draw_process_shifts(*, rng: np.random.Generator, busy: Clock, run_b0: np.ndarray,
                         run_b1: np.ndarray, run_order: np.ndarray, order_wall_end: np.ndarray,
                         rate_per_30d: float, days: int,
-                        shift_sigma: tuple[float, float] = (1.5, 3.0)) -> ProcessShifts:
-    """Place step shifts of 4–12 h inside work orders that ran at least two hours.
+                        shift_sigma: tuple[float, float] = (1.5, 3.0),
+                        shift_hours: tuple[float, float] = (4.0, 12.0)) -> ProcessShifts:
+    """Place step shifts of U(``shift_hours``) hours (4–12 h by default, cut at the end of their
+    work order) inside work orders that ran at least two hours.
 
     Each step is ±U(``shift_sigma``) process sigmas, the sign a fair coin.
     """
@@ -61,7 +63,7 @@ def draw_process_shifts(*, rng: np.random.Generator, busy: Clock, run_b0: np.nda
             # Start somewhere in the first 80 % of the order's running time.
             q = int(q0[o] + rng.uniform(0.0, 0.8) * per_order[o])
             start = int(busy.to_host(run.to_host(q)))
-            end = min(start + int(rng.uniform(4.0, 12.0) * HOUR), int(order_wall_end[o]))
+            end = min(start + int(rng.uniform(*shift_hours) * HOUR), int(order_wall_end[o]))
             # One uniform draw whatever the range, so the default range gives the plant it always did.
             size = float(rng.uniform(*shift_sigma)) * (1.0 if rng.random() < 0.5 else -1.0)
             if end > start:
