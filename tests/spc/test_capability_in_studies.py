@@ -96,3 +96,20 @@ def test_capability_label_says_what_a_number_rests_on(skewed: pd.DataFrame) -> N
     weibull = _studies(skewed, "weibull").capability
     assert plots.capability_label(weibull).startswith(f"Ppk {weibull.ppk:.2f} (Weibull, percentile method")
     assert fitted_cdf(None) is None
+
+
+def test_auto_falls_back_to_normal_when_the_fitted_model_cannot_take_the_limits() -> None:
+    from workbench.errors import SPCError
+
+    # 400 values of 10 + 2·Beta(2, 2): bounded in (10, 12), so no part can be outside [9, 13].
+    # Normality is rejected and the best model is a Johnson SB bounded inside the limits, which
+    # puts no value out of specification and has no finite indices: auto must say so and show
+    # the normal indices (with their warning), not fail the study; an explicit johnson fails.
+    x = 10 + 2 * np.random.default_rng(0).beta(2, 2, 400)
+    data = pd.DataFrame({"v": x})
+    cap = spc.capability(data, value="v", lsl=9.0, usl=13.0, method="auto")
+    assert cap.method == "normal" and cap.ppk is not None and cap.ppk > 1.33
+    assert "Johnson transformation chosen for these data cannot be used" in cap.warnings[0]
+    assert any("data are not normal" in w for w in cap.warnings)
+    with pytest.raises(SPCError, match="both specification limits lie beyond the range of the Johnson"):
+        spc.capability(data, value="v", lsl=9.0, usl=13.0, method="johnson")

@@ -564,24 +564,40 @@ def capability(data: Any, *, value: str, subgroup: str | None = None, lsl: float
     else:
         reason = f"{_METHOD_NAMES[chosen]} (requested)"
 
-    if chosen in ("weibull", "lognormal"):
-        dist = fitted.get(chosen) or fit_distribution(values, chosen)
-        out = _percentile_study(base, dist, reason)
-    elif chosen == "box_cox":
-        bc: BoxCox = fitted.get("box_cox") or box_cox(values, lam=box_cox_lambda,
-                                                      round_lambda=round_lambda)
-        out = _transformed_study(
-            base, name="box_cox", transform=bc.transform, support=(0.0, math.inf),
-            values=values, sub=sub, within_fn=None if sigma is not None else fn_name,
-            fit_summary=bc.summary(), normality_after=bc.normality,
-            reason=f"{reason}; {bc.note}")
-        if sigma is not None:  # only reachable through "auto": the given sigma is not transformed
-            extra += ("the given sigma is on the original scale, so no within indices (Cp, Cpk, "
-                      "Cpm) are computed on the Box-Cox scale",)
-    else:
-        jt: Johnson = fitted.get("johnson") or johnson(values)
-        out = _transformed_study(
-            base, name="johnson", transform=jt.transform, support=jt.support, values=values,
-            sub=None, within_fn=None, fit_summary=jt.summary(), normality_after=jt.normality,
-            reason=f"{reason}; Johnson {jt.family} (z = {jt.z:g})")
+    def study_by(chosen: str, reason: str) -> tuple[Capability, tuple[str, ...]]:
+        extra: tuple[str, ...] = ()
+        if chosen in ("weibull", "lognormal"):
+            dist = fitted.get(chosen) or fit_distribution(values, chosen)
+            out = _percentile_study(base, dist, reason)
+        elif chosen == "box_cox":
+            bc: BoxCox = fitted.get("box_cox") or box_cox(values, lam=box_cox_lambda,
+                                                          round_lambda=round_lambda)
+            out = _transformed_study(
+                base, name="box_cox", transform=bc.transform, support=(0.0, math.inf),
+                values=values, sub=sub, within_fn=None if sigma is not None else fn_name,
+                fit_summary=bc.summary(), normality_after=bc.normality,
+                reason=f"{reason}; {bc.note}")
+            if sigma is not None:  # only reachable through "auto": the given sigma is not transformed
+                extra += ("the given sigma is on the original scale, so no within indices (Cp, Cpk, "
+                          "Cpm) are computed on the Box-Cox scale",)
+        else:
+            jt: Johnson = fitted.get("johnson") or johnson(values)
+            out = _transformed_study(
+                base, name="johnson", transform=jt.transform, support=jt.support, values=values,
+                sub=None, within_fn=None, fit_summary=jt.summary(), normality_after=jt.normality,
+                reason=f"{reason}; Johnson {jt.family} (z = {jt.z:g})")
+        return out, extra
+
+    try:
+        out, more = study_by(chosen, reason)
+    except SPCError as exc:
+        if _method_option(method) != "auto":
+            raise
+        # The model that fits the data best cannot be judged against these limits (e.g. a
+        # Johnson SB bounded inside them): say so and show the normal indices, never nothing.
+        return replace(base, method_reason=f"{reason}; but {exc}",
+                       warnings=(f"the {_METHOD_NAMES[chosen]} chosen for these data cannot be used with "
+                                 f"the specification limits ({exc}); the normal indices are shown "
+                                 "instead and misstate the tails", *_normal_warnings(normality, n)))
+    extra = extra + more
     return replace(out, warnings=out.warnings + extra) if extra else out
