@@ -174,3 +174,14 @@ def test_time_weighted_charts_give_episodes_too(chart: str) -> None:
         assert e.first_subgroup == f"M01-{START:%d}-014"  # the 7th point at 10.5
     # at its worst: a subgroup at 10.5 → Cpk = (12 − 10.5)/(3σ̂) = 0.5815
     assert e.cpk == pytest.approx(1.5 / (3 * SIGMA), rel=1e-6)
+
+
+def test_points_out_both_ways_are_a_mixed_episode_without_a_direction() -> None:
+    # 11.2, 8.8, 11.2, 8.8 (z = ±1.2 / 0.38453 = ±3.12): rule 1 on every point, and WE2 (two of
+    # three beyond 2σ on one side) at the third and fourth; the mean deviation over the four is
+    # 0 → "mixed", not "up" or "down".
+    means = [10.0] * 6 + [11.2, 8.8, 11.2, 8.8] + [10.0] * 6
+    (e,) = spc.episodes(_plant({"M01": means}, {"P1": (7.0, 13.0)}))
+    assert e.rules == ("we1", "we2") and e.subgroups == 4
+    assert e.direction == "mixed" and e.shift_sigma == pytest.approx(0.0, abs=1e-12)
+    assert "no net shift (+0.00σ)" in e.description

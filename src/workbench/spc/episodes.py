@@ -86,7 +86,7 @@ class Episode:
         Rules that fired.
     direction : str
         ``"up"``, ``"down"`` (subgroup means above / below what they should have been on
-        average), or
+        average), ``"mixed"`` (less than :data:`NO_NET_SHIFT` σ net: they moved both ways), or
         ``"spread"`` when only the dispersion chart flagged (variation grew).
     shift_sigma : float
         Mean distance of the subgroup means from what they should have been — the X̄ chart's
@@ -162,6 +162,9 @@ class Episode:
         measured)"."""
         if self.direction == "spread":
             what = f"variation grew over {self.subgroups} subgroup{'s' * (self.subgroups != 1)}"
+        elif self.direction == "mixed":
+            what = (f"points out of pattern both ways over {self.subgroups} subgroup"
+                    f"{'s' * (self.subgroups != 1)}, no net shift ({self.shift_sigma:+.2f}σ)")
         else:
             what = (f"shift {self.direction} of {self.shift_sigma:+.1f}σ over {self.subgroups} "
                     f"subgroup{'s' * (self.subgroups != 1)}")
@@ -291,6 +294,9 @@ def _worst_window(means: np.ndarray, counts: np.ndarray, score: Any) -> slice:
     return best
 
 
+#: A mean shift smaller than this (in process sigmas) is no net shift: the points moved both
+#: ways (e.g. a run of alternating alarms), and the episode is "mixed", not "up" or "down".
+NO_NET_SHIFT = 0.1
 #: Charts of the spread: an episode flagged only by them is a change in variation, not a shift.
 DISPERSION_CHARTS = ("r", "s", "mr")
 #: Charts whose plotted statistic is not a subgroup mean (the mean should be their target μ₀).
@@ -331,7 +337,7 @@ def _episode(study: Study, charts: list[ControlChart], ids: Sequence[Any], lo: i
 
     if any(label not in dispersion for label in labels) and means.size and np.isfinite(centers).any():
         shift = float(np.nanmean(means - centers) / sigma)
-        direction = "up" if shift > 0 else "down"
+        direction = "mixed" if abs(shift) < NO_NET_SHIFT else "up" if shift > 0 else "down"
     else:
         shift, direction = float("nan"), "spread"
     cpk = expected = observed = None
