@@ -171,7 +171,10 @@ def test_time_weighted_charts_give_episodes_too(chart: str) -> None:
     assert e.direction == "up" and e.rules == ((f"{chart}_upper",) if chart == "cusum" else ("ewma",))
     assert e.shift_sigma == pytest.approx(0.5 / SIGMA, rel=1e-6)
     if chart == "cusum":
-        assert e.first_subgroup == f"M01-{START:%d}-014"  # the 7th point at 10.5
+        # signal at the 7th point at 10.5 (index 14) with N⁺ = 7: the episode starts where the
+        # sum left zero, at the first shifted point (index 8) — Montgomery's "shift began N
+        # subgroups ago"
+        assert e.first_subgroup == f"M01-{START:%d}-008"
     # at its worst: a subgroup at 10.5 → Cpk = (12 − 10.5)/(3σ̂) = 0.5815
     assert e.cpk == pytest.approx(1.5 / (3 * SIGMA), rel=1e-6)
 

@@ -40,8 +40,9 @@ from workbench.spc.studies import SERIES_KEYS, Study
 __all__ = ["RULE_SPAN", "Episode", "by_consequence", "episodes", "episodes_table"]
 
 #: Points a pattern of each rule spans, ending at the flagged point: eight in a row on one side
-#: flagged at point i is a shift that began at point i − 7, and the episode starts there. Rules
-#: not listed (EWMA, CUSUM, tool-wear signals) span their flagged point.
+#: flagged at point i is a shift that began at point i − 7, and the episode starts there. A CUSUM
+#: signal spans its N⁺ / N⁻ subgroups (since the sum left zero); rules not listed (EWMA,
+#: tool-wear signals) span their flagged point.
 RULE_SPAN: dict[str, int] = {
     "we1": 1, "we2": 3, "we3": 5, "we4": 8,
     "nelson1": 1, "nelson2": 9, "nelson3": 6, "nelson4": 14, "nelson5": 3, "nelson6": 5,
@@ -210,8 +211,13 @@ def _spans(chart: ControlChart) -> list[tuple[int, int, list[str]]]:
     """Index spans [first, last] of each violation's pattern, sorted by start."""
     z = chart.z
     out = []
+    counter = getattr(chart, "counter", None)  # a CUSUM side: N, subgroups since its sum left 0
     for v in chart.violations:
-        lo = max(v.index - RULE_SPAN.get(v.rule, 1) + 1, 0)
+        span = RULE_SPAN.get(v.rule, 1)
+        if counter is not None and v.rule in ("cusum_upper", "cusum_lower"):
+            # Montgomery §9.1.3: the shift began N subgroups before the signal.
+            span = max(int(counter[v.index]), 1)
+        lo = max(v.index - span + 1, 0)
         zone = ZONE_OF_RULE.get(v.rule)
         if zone is not None:
             side = np.sign(z[v.index])
