@@ -278,15 +278,6 @@ def daily_summary(tables: dict[str, pd.DataFrame], *, day: dt.date, start: dt.da
                         violations, data, thresholds, episodes)
 
 
-def spc_violations(measurements: pd.DataFrame, *, start: dt.datetime, end: dt.datetime,
-                   characteristics: pd.DataFrame | None = None, rules: str | None = None,
-                   min_subgroups: int = 20) -> pd.DataFrame:
-    """Rule violations in ``[start, end)`` of every machine × part × characteristic (the first
-    frame of :func:`spc_findings`)."""
-    return spc_findings(measurements, start=start, end=end, characteristics=characteristics, rules=rules,
-                        min_subgroups=min_subgroups)[0]
-
-
 def spc_findings(measurements: pd.DataFrame, *, start: dt.datetime, end: dt.datetime,
                  characteristics: pd.DataFrame | None = None, rules: str | None = None,
                  min_subgroups: int = 20,
