@@ -22,6 +22,7 @@ from rich.table import Table
 from workbench import config as wb_config
 from workbench.cliutil import console, err_console, friendly
 from workbench.errors import WorkbenchError
+from workbench.ml.models_cli import app as models_app
 from workbench.sampling_cli import app as sampling_app
 from workbench.scheduling import quiet_prefect
 from workbench.sources.cli import collect_command, dlq_app, serve_command, sources_app
@@ -40,6 +41,7 @@ app.add_typer(sampling_app, name="sampling")
 app.add_typer(spc_app, name="spc")
 app.add_typer(sources_app, name="sources")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(models_app, name="models")
 app.command("collect")(friendly(collect_command))
 app.command("sync")(friendly(sync_command))
 KERNEL_NAME = "workbench"

@@ -95,6 +95,11 @@ class LossesError(WorkbenchError):
     """Loss analysis inputs are inconsistent (negative durations, unknown grouping, missing data)."""
 
 
+class MLError(WorkbenchError):
+    """A model cannot be trained, evaluated, loaded or applied on what was given (too few rows,
+    a column that is not numeric, an unknown model alias, an untrusted artifact)."""
+
+
 class Problem:
     """One located problem in input data: file, row (1-based, as a spreadsheet shows it), column."""
 
