@@ -158,7 +158,9 @@ class ScrapAnomalyDetector(BaseEstimator):
                 if "tool_run_min" in h.columns else pd.Series(dtype=float))
         self.baseline_ = _Baseline(pair_rate=pair_rate, part_rate=part_rate, plant_rate=plant,
                                    material_share=material, dimension_share=dimension, tool_life_min=tool)
-        self.training_range_ = (h["hour"].min(), h["hour"].max() + pd.Timedelta(hours=1))
+        # ISO text: the registry's skops format holds text, not Timestamps.
+        last = h["hour"].max() + pd.Timedelta(hours=1)
+        self.training_range_ = (h["hour"].min().isoformat(), last.isoformat())
         if self.method == "isolation_forest":
             x = _forest_features(h, self.baseline_)
             self.forest_ = IsolationForest(contamination=self.contamination, random_state=self.random_state,
