@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from flows.hourly import hourly_oee
 from flows.report import daily_report
+from flows.retrain import retrain_models
 from flows.sync import erp_sync, machinemetrics_sync
 
 #: flow per pipeline kind (pipelines/*.yaml ``kind:``)
 FLOWS = {"report": daily_report, "oee_rollup": hourly_oee, "machinemetrics_sync": machinemetrics_sync,
-         "erp_sync": erp_sync}
+         "erp_sync": erp_sync, "retrain": retrain_models}
 
-__all__ = ["FLOWS", "daily_report", "deployments", "erp_sync", "hourly_oee", "machinemetrics_sync"]
+__all__ = ["FLOWS", "daily_report", "deployments", "erp_sync", "hourly_oee", "machinemetrics_sync",
+           "retrain_models"]
 
 
 def schedule(p):

@@ -123,3 +123,25 @@ def test_a_parameter_the_notebook_lacks_is_refused() -> None:
 
     with pytest.raises(ReportError, match="oee_treshold"):
         reports.validate_parameters(ROOT / "notebooks" / "oee.ipynb", {"oee_treshold": 0.8})
+
+
+def test_a_retrain_pipeline_reads_its_retrain_block_and_refuses_what_it_does_not_know(tmp_path) -> None:
+    from workbench.errors import ConfigError
+    from workbench.pipelines import RetrainSpec, load_pipeline
+
+    base = 'kind: retrain\nschedule: {cron: "30 4 * * *"}\n'
+    path = tmp_path / "retrain.yaml"
+    path.write_text(base + "retrain: {train_days: 21, weekly_on: Monday, rootcause: {max_depth: 3}}\n")
+    p = load_pipeline(path, home=tmp_path, default_timezone="America/Chicago")
+    assert p.retrain == RetrainSpec(train_days=21, holdout_days=7, weekly_on="monday", trigger_days=7,
+                                    rootcause={"max_depth": 3})
+    for block, message in (("retrain: {train_dayz: 3}", "unknown key"),
+                           ("retrain: {weekly_on: someday}", "retrain.weekly_on must be a weekday"),
+                           ("retrain: {holdout_days: 0}", "retrain.holdout_days must be a whole number"),
+                           ("retrain: {rootcause: [1]}", "retrain.rootcause")):
+        path.write_text(base + block + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_pipeline(path, home=tmp_path, default_timezone="America/Chicago")
+    path.write_text('kind: oee_rollup\nschedule: {cron: "5 * * * *"}\nretrain: {train_days: 21}\n')
+    with pytest.raises(ConfigError, match="a retrain block belongs to a retrain pipeline"):
+        load_pipeline(path, home=tmp_path, default_timezone="America/Chicago")

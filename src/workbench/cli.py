@@ -310,6 +310,9 @@ def run_command(
     working_tree: Annotated[bool, typer.Option(
         "--working-tree", help="Run the notebooks as they are on disk, not as committed (developing a "
                                "notebook; the pages say so).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Retrain pipelines: run a retraining round whatever the day and the champion's "
+                        "health.")] = False,
 ) -> None:
     """Run a pipeline once, now, through Prefect (a temporary local server when none is configured).
 
@@ -326,6 +329,12 @@ def run_command(
         kwargs["working_tree"] = working_tree
     elif working_tree:
         raise typer.BadParameter(f"{p.name} runs no notebooks", param_hint="--working-tree")
+    if p.kind == "retrain":
+        kwargs["force"] = force
+        if date:
+            kwargs["until"] = date
+    elif force:
+        raise typer.BadParameter(f"{p.name} is not a retrain pipeline", param_hint="--force")
     state = flow(**kwargs, return_state=True)
     if state.is_completed():
         result = state.result()

@@ -28,12 +28,14 @@ import yaml
 
 from workbench.errors import ConfigError
 
-KINDS = ("report", "oee_rollup", "machinemetrics_sync", "erp_sync")
+KINDS = ("report", "oee_rollup", "machinemetrics_sync", "erp_sync", "retrain")
 #: Pipeline kind → the source it syncs.
 SYNC_SOURCES = {"machinemetrics_sync": "machinemetrics", "erp_sync": "erp"}
 _TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "email", "thresholds",
              "concurrency", "retries", "baseline_days", "lookback_hours", "enabled", "notify_on_failure",
-             "sync"}
+             "sync", "retrain"}
+_RETRAIN_KEYS = {"train_days", "holdout_days", "weekly_on", "trigger_days", "rootcause"}
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SYNC_KEYS = {"overlap", "initial_backfill", "chunk", "page_size", "request_timeout_s", "workers",
               "machines", "entities"}
 _DURATION_UNITS = {**{"s": 1, "m": 60, "h": 3600}, "d": 86400}
@@ -98,6 +100,52 @@ class SyncSpec:
     workers: int = 4
     machines: tuple[str, ...] = ()
     entities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """When and on what the models are retrained (the ``retrain:`` block of a retrain pipeline).
+
+    Attributes
+    ----------
+    train_days : int
+        Days of coded stops a challenger trains on (ending where the held-out window starts).
+    holdout_days : int
+        The last days before the run, on which champion and challenger are both scored.
+    weekly_on : str
+        The weekday (plant time) of the regular round; on other days a round runs only when the
+        champion's accuracy on the last ``trigger_days`` fell below the floor.
+    trigger_days : int
+        Days of recent coded stops the daily check scores the champion on.
+    rootcause : dict
+        Hyperparameters of the root-cause classifier (RootCauseClassifier keyword arguments).
+    """
+
+    train_days: int = 28
+    holdout_days: int = 7
+    weekly_on: str = "sunday"
+    trigger_days: int = 7
+    rootcause: dict[str, Any] = field(default_factory=dict)
+
+
+def _retrain_spec(where: str, raw: Any) -> RetrainSpec:
+    data = _mapping(f"{where}: retrain", raw)
+    _unknown(f"{where}: retrain", data, _RETRAIN_KEYS)
+    default = RetrainSpec()
+
+    def days(key: str, low: int) -> int:
+        value = data.get(key, getattr(default, key))
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 3660:
+            raise ConfigError(f"{where}: retrain.{key} must be a whole number of days ≥ {low}, got {value!r}")
+        return value
+
+    weekday = str(data.get("weekly_on", default.weekly_on)).lower()
+    if weekday not in WEEKDAYS:
+        raise ConfigError(f"{where}: retrain.weekly_on must be a weekday ({', '.join(WEEKDAYS)}), "
+                          f"got {data.get('weekly_on')!r}")
+    return RetrainSpec(train_days=days("train_days", 7), holdout_days=days("holdout_days", 1),
+                       weekly_on=weekday, trigger_days=days("trigger_days", 1),
+                       rootcause=dict(_mapping(f"{where}: retrain.rootcause", data.get("rootcause"))))
 
 
 def parse_duration(where: str, text: object, *, allow_zero: bool = True) -> dt.timedelta:
@@ -173,6 +221,7 @@ class Pipeline:
     interval: dt.timedelta | None = None
     notify_on_failure: tuple[str, ...] = ()
     sync: SyncSpec | None = None
+    retrain: RetrainSpec | None = None
 
     @property
     def sync_source(self) -> str | None:
@@ -347,9 +396,12 @@ def load_pipeline(path: Path, *, home: Path, default_timezone: str) -> Pipeline:
     if "sync" in data and kind not in SYNC_SOURCES:
         raise ConfigError(f"{where}: a sync block belongs to a {' or '.join(SYNC_SOURCES)} pipeline")
     sync = _sync_spec(where, kind, data.get("sync")) if kind in SYNC_SOURCES else None
+    if "retrain" in data and kind != "retrain":
+        raise ConfigError(f"{where}: a retrain block belongs to a retrain pipeline")
+    retrain = _retrain_spec(where, data.get("retrain")) if kind == "retrain" else None
 
     return Pipeline(
-        name=path.stem, source=path, sync=sync, kind=kind, cron=cron, timezone=tz,
+        name=path.stem, source=path, sync=sync, retrain=retrain, kind=kind, cron=cron, timezone=tz,
         description=str(data.get("description", "")), parameters=dict(common), notebooks=tuple(notebooks),
         email=email, thresholds=(good, watch), concurrency=max(1, positive_int("concurrency", 2)),
         retries=positive_int("retries", 2), baseline_days=positive_int("baseline_days", 14),

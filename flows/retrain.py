@@ -1,0 +1,101 @@
+"""The retrain flow: the daily champion check, the weekly (or triggered) retraining round.
+
+Thin: read the tables, call :mod:`workbench.ml.retrain`, publish the decision. Scheduled by
+``pipelines/retrain.yaml``; ``workbench run retrain --force`` runs a round whatever the day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows import hooks
+from workbench import config, pipelines
+from workbench.ml import retrain as ml_retrain
+from workbench.ml.registry import Registry, default_tracking_uri
+from workbench.store import open_warehouse
+
+
+@task(name="read-stops-and-context", retries=2, retry_delay_seconds=30)
+def read_tables(start: dt.datetime, end: dt.datetime) -> dict[str, pd.DataFrame]:
+    settings = config.settings()
+    # The stop features look one hour back: telemetry, states and scrap from an hour earlier.
+    early = start - dt.timedelta(hours=1)
+    with open_warehouse(settings, read_only=True) as wh:
+        return {"downtime_events": wh.read("downtime_events", start=start, end=end),
+                "machine_telemetry": wh.read("machine_telemetry", start=early, end=end),
+                "machine_states": wh.read("machine_states", start=early, end=end, overlap=True),
+                "scrap_events": wh.read("scrap_events", start=early, end=end)}
+
+
+def _registry() -> Registry:
+    return Registry(default_tracking_uri(config.settings().data_path))
+
+
+@task(name="check-champion")
+def check_champion(tables: dict[str, pd.DataFrame], end: dt.datetime, days: int) -> ml_retrain.Health:
+    health = ml_retrain.champion_health(tables, registry=_registry(), end=end, days=days)
+    get_run_logger().info("%s", health.reason)
+    return health
+
+
+@task(name="retrain-rootcause")
+def retrain_rootcause(tables: dict[str, pd.DataFrame], end: dt.datetime, spec: pipelines.RetrainSpec) -> dict:
+    result = ml_retrain.retrain_rootcause(tables, registry=_registry(), end=end, train_days=spec.train_days,
+                                          holdout_days=spec.holdout_days, params=spec.rootcause)
+    get_run_logger().info("rootcause: %s — %s", result.action, result.reason)
+    return result.as_dict()
+
+
+def _publish(summary: dict[str, Any]) -> None:
+    lines = ["| model | decision | champion | challenger | reason |", "|---|---|---|---|---|"]
+    for name, r in summary.get("rounds", {}).items():
+        champ = r["champion_metrics"].get("balanced_accuracy")
+        chall = r["challenger_metrics"].get("balanced_accuracy")
+        lines.append(f"| {name} | {r['action']} | v{r['champion_version']} "
+                     f"{'' if champ is None else f'{champ:.3f}'} | v{r['challenger_version']} {chall:.3f} | "
+                     f"{r['reason']} |")
+    if not summary.get("rounds"):
+        lines.append(f"| rootcause | no round | | | {summary.get('why', '')} |")
+    create_markdown_artifact(key="model-decisions", markdown="\n".join(lines),
+                             description="balanced accuracy on the held-out window")
+
+
+@flow(name="retrain-models", log_prints=True,
+      on_failure=[hooks.notify_failure], on_crashed=[hooks.notify_failure])
+def retrain_models(pipeline: str = "retrain", until: str | None = None,
+                   force: bool = False) -> dict[str, Any]:
+    """Check the champion on the latest coded stops; retrain on the weekly day, when the check
+    fails, or with ``force``. ``until`` (ISO date or timestamp with offset; default today 00:00
+    plant time) ends the held-out window."""
+    settings = config.settings()
+    p = pipelines.get(pipeline, home=settings.home, default_timezone=settings.plant_timezone)
+    spec = p.retrain or pipelines.RetrainSpec()
+    now = dt.datetime.now(settings.tz)
+    if until:
+        end = dt.datetime.fromisoformat(until)
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=settings.tz) if len(until) == 10 else None  # a date means plant midnight
+            if end is None:
+                raise ValueError(f"until must be a date or carry a UTC offset, got {until!r}")
+    else:
+        end = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    hooks.name_run(p, what=f"until {end.astimezone(settings.tz):%Y-%m-%d %H:%M %Z}")
+    start = end - dt.timedelta(days=spec.train_days + spec.holdout_days)
+    tables = read_tables(start, end)
+    health = check_champion(tables, end, spec.trigger_days)
+    weekly = pipelines.WEEKDAYS[end.astimezone(settings.tz).weekday()] == spec.weekly_on
+    summary: dict[str, Any] = {"health": health.reason, "rounds": {}}
+    if force or weekly or health.retrain:
+        why = "forced" if force else "weekly round" if weekly else health.reason
+        print(f"retraining rootcause: {why}")
+        summary["rounds"]["rootcause"] = retrain_rootcause(tables, end, spec)
+    else:
+        summary["why"] = f"not {spec.weekly_on} and {health.reason}"
+        print(f"no retraining today: {summary['why']}")
+    _publish(summary)
+    return summary
