@@ -12,15 +12,22 @@ a warm-up) and their ratio (target ≥ 100×). The loop takes tens of millisecon
 default it runs on ``--events`` stops spread evenly over the plant and its time is extrapolated to
 all stops (the output says so); ``--events 0`` loops over every stop.
 
+**Models.** Each model trained on the whole plant but its last day, then scoring that day, wall time
+each (one run, same process): the root-cause classifier (features, calibrated forest with SMOTE;
+the day's stops predicted with their SHAP contributions), the scrap anomaly detector (hourly
+features, baselines; the day's episodes with hypotheses), Telemanom (one predictor per machine ×
+metric channel on the running readings; the day judged) and the yield forecast (Prophet and the
+second stage with its backtest for the intervals; the next 7 days).
+
 Run: ``python benchmarks/bench_ml.py`` (12 machines × 30 days with telemetry) or
-``--machines 4 --days 10 --events 50`` for a quick look. Model timings can be added as further
-sections of :func:`main`.
+``--machines 4 --days 10 --events 50`` for a quick look; ``--skip-models`` for the features only.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -97,6 +104,65 @@ def bench_features(tables: dict[str, pd.DataFrame], *, events: int) -> None:
           f"(largest difference {worst:.1e})")
 
 
+def _timed(func: Callable[[], str]) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    out = func()
+    return out, time.perf_counter() - t0
+
+
+def bench_models(tables: dict[str, pd.DataFrame], *, tz: str) -> None:
+    """Train each model on all days but the last, score the last day; print the wall times."""
+    from workbench.ml.features import hourly_features
+    from workbench.ml.forecast import YieldForecaster, from_tables
+    from workbench.ml.rootcause import RootCauseClassifier, predict_stops, training_frame
+    from workbench.ml.scrap import ScrapAnomalyDetector, scrap_mix
+    from workbench.ml.telemanom import telemetry_anomalies
+
+    de = tables["downtime_events"]
+    last = pd.Timestamp(de["time_start"].max()).tz_convert(tz).normalize().tz_convert("UTC")
+    rows = []
+
+    def rootcause() -> str:
+        feats = stop_features(de, telemetry=tables["machine_telemetry"],
+                              machine_states=tables["machine_states"], scrap_events=tables["scrap_events"])
+        X, y = training_frame(feats, de)  # noqa: N806
+        before = (pd.to_datetime(de.set_index("event_id")["time_start"], utc=True) < last).reindex(X.index)
+        model = RootCauseClassifier().fit(X[before.to_numpy()], y[before.to_numpy()])
+        today = de[pd.to_datetime(de["time_start"], utc=True) >= last]
+        pred = predict_stops(model, feats.loc[today["event_id"].astype(str)], today, model_version="bench")
+        return f"{int(before.sum())} coded stops; {len(pred)} stops of the day predicted and explained"
+
+    def scrap() -> str:
+        hourly = hourly_features(tables["production_events"], scrap_events=tables["scrap_events"],
+                                 downtime_events=de, machine_states=tables["machine_states"],
+                                 quality_measurements=tables["quality_measurements"],
+                                 characteristics=tables["characteristics"])
+        mix = scrap_mix(tables["scrap_events"])
+        det = ScrapAnomalyDetector().fit(hourly[hourly["hour"] < last], mix=mix)
+        found = det.detect(hourly[hourly["hour"] >= last], mix=mix)
+        return f"{int((hourly['hour'] < last).sum()):,} machine-part-hours; {len(found)} episodes on the day"
+
+    def telemetry() -> str:
+        first = pd.to_datetime(tables["machine_telemetry"]["time"], utc=True).min()
+        days = (last - first) / pd.Timedelta(days=1)
+        found = telemetry_anomalies(tables["machine_telemetry"], machine_states=tables["machine_states"],
+                                    train_until=last, train_days=days)
+        return f"{days:.0f} days of readings; {len(found)} anomalies on the day"
+
+    def forecast() -> str:
+        history, planned = from_tables(tables, tz=tz)
+        fc = YieldForecaster().fit(history, planned).predict()
+        return f"{len(history):,} line-days; {len(fc.table)} line-days forecast"
+
+    for label, func in (("root-cause classifier", rootcause), ("scrap anomalies", scrap),
+                        ("telemetry anomalies (Telemanom)", telemetry), ("yield forecast", forecast)):
+        what, seconds = _timed(func)
+        rows.append((label, seconds, what))
+    for label, seconds, what in rows:
+        print(f"{label}: train + score the last day {seconds:.1f} s ({what})")
+    print(f"all models: {sum(r[1] for r in rows):.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=12)
@@ -105,6 +171,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=150,
                         help="stops the per-event loop runs on (spread over the plant; its time is "
                              "extrapolated to all stops); 0 for all")
+    parser.add_argument("--skip-models", action="store_true", help="only the feature benchmark")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -114,6 +181,8 @@ def main() -> None:
           f"{len(tables['machine_telemetry']):,} telemetry readings "
           f"(simulated in {time.perf_counter() - t0:.0f} s)")
     bench_features(tables, events=args.events)
+    if not args.skip_models:
+        bench_models(tables, tz=cfg.timezone)
 
 
 if __name__ == "__main__":
