@@ -51,6 +51,26 @@ def retrain_rootcause(tables: dict[str, pd.DataFrame], end: dt.datetime, spec: p
     return result.as_dict()
 
 
+@task(name="score-stops", retries=2, retry_delay_seconds=30)
+def score_stops(tables: dict[str, pd.DataFrame], start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    """The champion's predictions for the stops of the scored days: every prediction into
+    ml_predictions, and predicted_category / predicted_confidence of the uncoded ones."""
+    predictions = ml_retrain.score_stops(tables, registry=_registry(), start=start, end=end)
+    if predictions.empty:
+        return {"scored": 0, "filled": 0, "suspect": 0}
+    blank = predictions[predictions["fills_blank"].astype(bool)]
+    with open_warehouse(config.settings()) as wh, wh.transaction():
+        now = dt.datetime.now(dt.UTC)
+        wh.write("ml_predictions", ml_retrain.prediction_rows(predictions, created_at=now))
+        wh.fill_stop_predictions(list(zip(blank["event_id"].astype(str),
+                                          blank["predicted_category"].astype(str),
+                                          blank["predicted_confidence"].astype(float), strict=True)))
+    counts = {"scored": len(predictions), "filled": len(blank), "suspect": int(predictions["suspect"].sum())}
+    get_run_logger().info("rootcause: %(scored)d stops scored, %(filled)d uncoded filled, "
+                          "%(suspect)d suspect codes", counts)
+    return counts
+
+
 def _publish(summary: dict[str, Any]) -> None:
     lines = ["| model | decision | champion | challenger | reason |", "|---|---|---|---|---|"]
     for name, r in summary.get("rounds", {}).items():
@@ -97,5 +117,8 @@ def retrain_models(pipeline: str = "retrain", until: str | None = None,
     else:
         summary["why"] = f"not {spec.weekly_on} and {health.reason}"
         print(f"no retraining today: {summary['why']}")
+    # The champion (perhaps just promoted) scores the stops of the last days, whose codes are
+    # still open: the 05:00 report shows its guesses beside the blanks.
+    summary["scored"] = score_stops(tables, end - dt.timedelta(days=spec.score_days), end)
     _publish(summary)
     return summary

@@ -133,7 +133,7 @@ def test_a_retrain_pipeline_reads_its_retrain_block_and_refuses_what_it_does_not
     path = tmp_path / "retrain.yaml"
     path.write_text(base + "retrain: {train_days: 21, weekly_on: Monday, rootcause: {max_depth: 3}}\n")
     p = load_pipeline(path, home=tmp_path, default_timezone="America/Chicago")
-    assert p.retrain == RetrainSpec(train_days=21, holdout_days=7, weekly_on="monday", trigger_days=7,
+    assert p.retrain == RetrainSpec(train_days=21, holdout_days=7, weekly_on="monday", trigger_days=7, score_days=2,
                                     rootcause={"max_depth": 3})
     for block, message in (("retrain: {train_dayz: 3}", "unknown key"),
                            ("retrain: {weekly_on: someday}", "retrain.weekly_on must be a weekday"),

@@ -34,7 +34,7 @@ SYNC_SOURCES = {"machinemetrics_sync": "machinemetrics", "erp_sync": "erp"}
 _TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "email", "thresholds",
              "concurrency", "retries", "baseline_days", "lookback_hours", "enabled", "notify_on_failure",
              "sync", "retrain"}
-_RETRAIN_KEYS = {"train_days", "holdout_days", "weekly_on", "trigger_days", "rootcause"}
+_RETRAIN_KEYS = {"train_days", "holdout_days", "weekly_on", "trigger_days", "score_days", "rootcause"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SYNC_KEYS = {"overlap", "initial_backfill", "chunk", "page_size", "request_timeout_s", "workers",
               "machines", "entities"}
@@ -117,6 +117,9 @@ class RetrainSpec:
         champion's accuracy on the last ``trigger_days`` fell below the floor.
     trigger_days : int
         Days of recent coded stops the daily check scores the champion on.
+    score_days : int
+        Days before the run whose stops the champion scores every run (predictions for the
+        uncoded ones, suspect flags for the coded ones).
     rootcause : dict
         Hyperparameters of the root-cause classifier (RootCauseClassifier keyword arguments).
     """
@@ -125,6 +128,7 @@ class RetrainSpec:
     holdout_days: int = 7
     weekly_on: str = "sunday"
     trigger_days: int = 7
+    score_days: int = 2
     rootcause: dict[str, Any] = field(default_factory=dict)
 
 
@@ -145,6 +149,7 @@ def _retrain_spec(where: str, raw: Any) -> RetrainSpec:
                           f"got {data.get('weekly_on')!r}")
     return RetrainSpec(train_days=days("train_days", 7), holdout_days=days("holdout_days", 1),
                        weekly_on=weekday, trigger_days=days("trigger_days", 1),
+                       score_days=days("score_days", 1),
                        rootcause=dict(_mapping(f"{where}: retrain.rootcause", data.get("rootcause"))))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from test_flows import task_runs
 from typer.testing import CliRunner
@@ -33,6 +34,7 @@ retrain:
   train_days: 21
   holdout_days: 7
   weekly_on: sunday
+  score_days: 4
   rootcause: {params}
 retries: 0
 """
@@ -66,7 +68,7 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
         state = flows.retrain_models(pipeline=name, until=UNTIL, force=True, return_state=True)
         assert state.is_completed(), state.message
         names = sorted(t.name.rsplit("-", 1)[0] for t in task_runs(state))
-        assert names == ["check-champion", "read-stops-and-context", "retrain-rootcause"], names
+        assert names == ["check-champion", "read-stops-and-context", "retrain-rootcause", "score-stops"], names
         return state.result()
 
     first = run("shallow")["rounds"]["rootcause"]
@@ -92,3 +94,26 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
         card = registry.load("rootcause", version=version).card
         assert card.training_start is not None and card.training_end is not None
         assert card.metrics["holdout_balanced_accuracy"] > 0
+
+    # Each run, the champion scored the stops of the last four days (Thursday to Sunday): the uncoded ones got its guess and
+    # confidence, no operator's code was touched, and every prediction names its model version.
+    with DuckDBWarehouse(retrain_home / "data" / "warehouse.duckdb", read_only=True) as wh:
+        stops = wh.read("downtime_events")
+        predictions = wh.read("ml_predictions")
+    day = stops[(stops["time_start"] >= pd.Timestamp(UNTIL, tz="America/Chicago") - pd.Timedelta(days=4))
+                & (stops["time_start"] < pd.Timestamp(UNTIL, tz="America/Chicago"))]
+    planned = day["reason_category"].isin(["Scheduled Maintenance", "No Demand"])
+    blank = day["reason_code"].isna() & ~planned
+    assert day.loc[blank, "predicted_category"].notna().all()
+    assert day.loc[blank, "predicted_confidence"].between(0, 1).all()
+    assert day.loc[~blank, "predicted_category"].isna().all()
+    source = simulate_plant(PLANT).tables["downtime_events"].set_index("event_id")
+    assert (day.set_index("event_id")["reason_code"].fillna("") == source.loc[day["event_id"], "reason_code"]
+            .fillna("")).all()
+    assert set(predictions["model_version"]) == {"rootcause/v1", "rootcause/v3"}
+    assert set(predictions["target_id"]) >= set(day.loc[blank, "event_id"])
+    truth = simulate_plant(PLANT).truth.stops.set_index("event_id")
+    right = (day.loc[blank].set_index("event_id")["predicted_category"]
+             == truth.loc[day.loc[blank, "event_id"], "true_category"]).mean()
+    print(f"\nuncoded stops of the last four days: {int(blank.sum())}, predicted right {right:.0%}")
+    assert blank.sum() >= 5 and right > 0.5

@@ -302,3 +302,21 @@ def test_unreachable_postgres_is_a_store_error() -> None:
     with pytest.raises(StoreError, match=expected) as err:
         PostgresWarehouse("postgresql://nobody:secret@127.0.0.1:1/x?connect_timeout=2")
     assert "secret" not in str(err.value)
+
+
+def test_stop_predictions_fill_only_uncoded_stops(warehouse: Warehouse) -> None:
+    stops = pd.DataFrame({
+        "machine_id": ["M01", "M01", "M02"], "time_start": [T0, T0 + pd.Timedelta(hours=1), T0],
+        "time_end": [T0 + pd.Timedelta(minutes=20), T0 + pd.Timedelta(hours=1, minutes=5),
+                     T0 + pd.Timedelta(minutes=9)],
+        "duration_min": [20.0, 5.0, 9.0], "reason_code": [None, "MECH-BRG", "  "],
+        "reason_category": [None, "Mechanical Failure", None], "source": "test"})
+    warehouse.write("downtime_events", stops)
+    ids = warehouse.read("downtime_events").sort_values(["machine_id", "time_start"])["event_id"].tolist()
+    warehouse.fill_stop_predictions([(ids[0], "Tooling", 0.91), (ids[1], "Electrical Failure", 0.99),
+                                     (ids[2], "Material", 0.55)])
+    got = warehouse.read("downtime_events").sort_values(["machine_id", "time_start"])
+    assert got["predicted_category"].fillna("-").tolist() == ["Tooling", "-", "Material"]
+    assert got["predicted_confidence"].tolist()[0] == pytest.approx(0.91)
+    assert pd.isna(got["predicted_confidence"].tolist()[1])
+    assert got["reason_code"].tolist()[1] == "MECH-BRG"  # the operator's code, untouched

@@ -31,7 +31,7 @@ from workbench.errors import MLError
 from workbench.ml.features import stop_features
 from workbench.ml.promotion import PromotionRule, decide
 from workbench.ml.registry import ModelVersion, Registry
-from workbench.ml.rootcause import RootCauseClassifier, training_frame
+from workbench.ml.rootcause import RootCauseClassifier, predict_stops, training_frame
 
 ROOTCAUSE = "rootcause"
 #: What a root-cause challenger must show (absolute differences of the scores).
@@ -210,3 +210,36 @@ def champion_health(tables: Mapping[str, pd.DataFrame], *, registry: Registry, e
     return Health(ROOTCAUSE, version, acc, len(y_w), floor, bad,
                   f"champion v{version} accuracy {acc:.3f} on {len(y_w)} coded stops since {lo:%Y-%m-%d} "
                   + ("below" if bad else "at or above") + f" the floor {floor:.2f}")
+
+
+def score_stops(tables: Mapping[str, pd.DataFrame], *, registry: Registry, start: dt.datetime,
+                end: dt.datetime) -> pd.DataFrame:
+    """The champion's predictions for the stops that started in ``[start, end)``.
+
+    Returns
+    -------
+    DataFrame
+        :func:`~workbench.ml.rootcause.predict_stops` rows (empty without a champion), with
+        ``model_version`` ``rootcause/v<N>``.
+    """
+    version = registry.champion_version(ROOTCAUSE) if ROOTCAUSE in registry.names() else None
+    downtime = tables.get("downtime_events")
+    if version is None or downtime is None or downtime.empty:
+        return pd.DataFrame(columns=["event_id", "predicted_category", "predicted_confidence", "fills_blank",
+                                     "suspect", "top_contributions", "model_version"])
+    champ = registry.load(ROOTCAUSE, version=version)
+    starts = pd.to_datetime(downtime["time_start"], utc=True)
+    day = downtime[(starts >= pd.Timestamp(start)) & (starts < pd.Timestamp(end))]
+    features = stop_features(downtime, telemetry=tables.get("machine_telemetry"),
+                             machine_states=tables.get("machine_states"),
+                             scrap_events=tables.get("scrap_events"))
+    return predict_stops(champ.model, features, day, model_version=f"{ROOTCAUSE}/v{version}")
+
+
+def prediction_rows(predictions: pd.DataFrame, *, created_at: dt.datetime) -> pd.DataFrame:
+    """``ml_predictions`` rows of :func:`score_stops` output (one per stop and model version)."""
+    return pd.DataFrame({
+        "target_table": "downtime_events", "target_id": predictions["event_id"].astype(str),
+        "model_name": ROOTCAUSE, "model_version": predictions["model_version"].astype(str),
+        "predicted": predictions["predicted_category"].astype(str),
+        "confidence": predictions["predicted_confidence"].astype(float), "created_at": created_at})

@@ -225,6 +225,21 @@ class Warehouse(abc.ABC):
     #: How the engine's driver marks a bound parameter.
     placeholder = "?"
 
+    def fill_stop_predictions(self, predictions: Sequence[tuple[str, str, float]]) -> None:
+        """Set ``predicted_category`` / ``predicted_confidence`` of downtime events by ``event_id``,
+        only where the reason code is still blank — never touching what an operator entered.
+
+        An UPDATE of those two columns only (not a re-write of the rows), so a reason code entered
+        between the model's read and this write is kept, and the stop is then left alone.
+        """
+        mark = self.placeholder
+        statement = (f"UPDATE downtime_events SET predicted_category = {mark}, predicted_confidence = {mark} "
+                     f"WHERE event_id = {mark} AND (reason_code IS NULL OR trim(reason_code) = '') "
+                     "AND (reason_category IS NULL OR trim(reason_category) = '')")
+        with self.transaction():
+            for event_id, category, confidence in predictions:
+                self.query(statement, [category, float(confidence), event_id])
+
     def delete_keys(self, table: str, column: str, values: Sequence[Any]) -> None:
         """Delete the rows of a canonical table whose ``column`` is one of ``values``.
 
