@@ -26,37 +26,16 @@ import pandas as pd
 
 from workbench.ml.telemanom import LaggedGBR, RidgeAR, TelemanomDetector, telemetry_anomalies
 from workbench.simulate import PlantConfig, simulate_plant
+from workbench.simulate.scoring import precursor_scores
 
-KIND_METRICS = {"vibration": ("vibration_rms",), "hydraulic": ("hydraulic_pressure",),
-                "drive": ("motor_current", "drive_temp")}
 METRICS = ("vibration_rms", "hydraulic_pressure", "motor_current", "drive_temp")
 
 
-def event_scores(found: pd.DataFrame, windows: pd.DataFrame, *, scored_from: pd.Timestamp,
-                 machine_weeks: float) -> dict[str, object]:
-    """Recall per kind, precision, false alarms per machine-week and median lead time."""
-    pre = windows[windows["kind"].isin(list(KIND_METRICS))]
-    events = pre.groupby(["machine_id", "kind", "time_start", "time_end"], as_index=False).size()
-    events = events[events["time_start"] >= scored_from]
-    hits, leads = [], []
-    for ev in events.itertuples():
-        d = found[(found["machine_id"] == ev.machine_id) & found["target"].isin(KIND_METRICS[ev.kind])
-                  & (found["time_start"] <= ev.time_end) & (found["time_end"] >= ev.time_start)]
-        hits.append(len(d) > 0)
-        if len(d):
-            leads.append((ev.time_end - d["detected_at"].min()).total_seconds() / 3600)
-    events = events.assign(hit=hits)
-    true = [bool(((pre["machine_id"] == r.machine_id) & (pre["metric"] == r.target)
-                  & (pre["time_start"] <= r.time_end) & (pre["time_end"] >= r.time_start)).any())
-            for r in found.itertuples()]
-    recall = float(events["hit"].mean()) if len(events) else float("nan")
-    precision = float(np.mean(true)) if true else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"recall": {k: round(float(v), 3) for k, v in events.groupby("kind")["hit"].mean().items()},
-            "events": len(events), "recall_all": round(recall, 3), "precision": round(precision, 3),
-            "f1": round(f1, 3), "detections": len(found),
-            "false_per_machine_week": round((len(true) - sum(true)) / machine_weeks, 2),
-            "lead_h_median": round(float(np.median(leads)), 2) if leads else None}
+def _brief(s: dict) -> str:
+    kinds = ", ".join(f"{k} {v:.2f}" for k, v in s["per_kind"].items())
+    return (f"recall {s['recall']:.3f} ({kinds}), precision {s['precision']:.3f}, F1 {s['f1']:.3f}, "
+            f"{s['detections']} detections, {s['false_per_machine_week']:.2f} false per machine-week, "
+            f"median lead {s['lead_h']:.2f} h")
 
 
 def _utc64(times: pd.Series) -> np.ndarray:
@@ -116,14 +95,14 @@ def main() -> None:
             t = time.perf_counter()
             found = telemetry_anomalies(tel, machine_states=states, train_until=cut, detector=make())
             wall = time.perf_counter() - t
-            s = event_scores(found, plant.truth.anomaly_windows, scored_from=cut, machine_weeks=weeks)
-            print(f"  telemanom {name:15s} {wall:6.1f} s  {s}")
+            s = precursor_scores(found, plant.truth.anomaly_windows, scored_from=cut, machine_weeks=weeks)
+            print(f"  telemanom {name:15s} {wall:6.1f} s  {_brief(s)}")
         for name, st in (("3-sigma raw", None), ("3-sigma running", states)):
             t = time.perf_counter()
             found = sigma_baseline(tel, st, train_until=cut)
             wall = time.perf_counter() - t
-            s = event_scores(found, plant.truth.anomaly_windows, scored_from=cut, machine_weeks=weeks)
-            print(f"  baseline  {name:15s} {wall:6.1f} s  {s}")
+            s = precursor_scores(found, plant.truth.anomaly_windows, scored_from=cut, machine_weeks=weeks)
+            print(f"  baseline  {name:15s} {wall:6.1f} s  {_brief(s)}")
 
 
 if __name__ == "__main__":

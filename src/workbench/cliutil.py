@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import typer
 from rich.console import Console
 
-from workbench.errors import WorkbenchError
+from workbench.errors import InputFileError, WorkbenchError
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -28,3 +30,24 @@ def friendly(func: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Names a user may give ``--sep`` for separators that are awkward to type.
+SEPARATORS = {"\\t": "\t", "tab": "\t", "space": r"\s+", "whitespace": r"\s+"}
+
+
+def read_csv(path: Path, sep: str = ",") -> pd.DataFrame:
+    """A CSV table given on the command line, or an :class:`InputFileError` saying why not.
+
+    A file read as one column whose name holds a ``;``, tab or space was most likely written with
+    another separator: that is an error naming the ``--sep`` to pass, not a one-column table.
+    """
+    sep = SEPARATORS.get(sep, sep)
+    try:
+        df = pd.read_csv(path, sep=sep, engine="python" if len(sep) > 1 else "c")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise InputFileError(f"cannot read {path} as CSV: {exc}") from None
+    if df.shape[1] == 1 and any(c in str(df.columns[0]) for c in (";", "\t", " ")):
+        raise InputFileError(f"{path} was read as one column {df.columns[0]!r}: pass the file's separator, "
+                             "e.g. --sep ';', --sep tab or --sep space")
+    return df

@@ -95,6 +95,10 @@ class LossesError(WorkbenchError):
     """Loss analysis inputs are inconsistent (negative durations, unknown grouping, missing data)."""
 
 
+class InputFileError(WorkbenchError):
+    """A file given on the command line cannot be read as what it should be (e.g. a CSV table)."""
+
+
 class MLError(WorkbenchError):
     """A model cannot be trained, evaluated, loaded or applied on what was given (too few rows,
     a column that is not numeric, an unknown model alias, an untrusted artifact)."""

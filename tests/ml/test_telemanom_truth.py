@@ -43,39 +43,14 @@ from workbench.ml.telemanom import (
 )
 from workbench.schema import conform, table
 from workbench.simulate import PlantConfig, simulate_plant
+from workbench.simulate.scoring import precursor_scores
 
 pytestmark = pytest.mark.slow
 
 SEEDS = (3, 5)
 TRAIN_DAYS = 7
-KIND_METRICS = {"vibration": ("vibration_rms",), "hydraulic": ("hydraulic_pressure",),
-                "drive": ("motor_current", "drive_temp")}
 ML_COLUMNS = ["anomaly_id", "machine_id", "time_start", "time_end", "detector", "target", "score", "severity",
               "model_version"]
-
-
-def event_scores(found: pd.DataFrame, windows: pd.DataFrame, *, scored_from: pd.Timestamp) -> dict:
-    pre = windows[windows["kind"].isin(list(KIND_METRICS))]
-    events = pre.groupby(["machine_id", "kind", "time_start", "time_end"], as_index=False).size()
-    events = events[events["time_start"] >= scored_from]
-    hits, leads = [], []
-    for ev in events.itertuples():
-        d = found[(found["machine_id"] == ev.machine_id) & found["target"].isin(KIND_METRICS[ev.kind])
-                  & (found["time_start"] <= ev.time_end) & (found["time_end"] >= ev.time_start)]
-        hits.append(len(d) > 0)
-        if len(d):
-            leads.append((ev.time_end - d["detected_at"].min()).total_seconds() / 3600)
-    events = events.assign(hit=hits)
-    true = [bool(((pre["machine_id"] == r.machine_id) & (pre["metric"] == r.target)
-                  & (pre["time_start"] <= r.time_end) & (pre["time_end"] >= r.time_start)).any())
-            for r in found.itertuples()]
-    recall = float(events["hit"].mean())
-    precision = float(np.mean(true)) if true else 0.0
-    return {"events": len(events), "recall": recall, "precision": precision,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "per_kind": events.groupby("kind")["hit"].mean().to_dict(),
-            "per_kind_n": events.groupby("kind").size().to_dict(),
-            "lead_h": float(np.median(leads)) if leads else float("nan"), "detections": len(found)}
 
 
 def sigma_raw(telemetry: pd.DataFrame, *, cut: pd.Timestamp, merge: int = 30) -> pd.DataFrame:
@@ -117,12 +92,12 @@ def runs():
         cut = tel["time"].min() + pd.Timedelta(days=TRAIN_DAYS)
         found = telemetry_anomalies(tel, machine_states=states, train_until=cut)
         out[seed] = {"plant": plant, "cut": cut, "found": found,
-                     "scores": event_scores(found, plant.truth.anomaly_windows, scored_from=cut),
-                     "sigma": event_scores(sigma_raw(tel, cut=cut), plant.truth.anomaly_windows, scored_from=cut)}
+                     "scores": precursor_scores(found, plant.truth.anomaly_windows, scored_from=cut),
+                     "sigma": precursor_scores(sigma_raw(tel, cut=cut), plant.truth.anomaly_windows, scored_from=cut)}
         channels = sorted({(m, k) for m in tel["machine_id"].unique() for k in ("vibration_rms", "hydraulic_pressure",
                                                                                "motor_current", "drive_temp")})
         rand = random_detections(found, channels=channels, cut=cut, end=tel["time"].max(), seed=seed)
-        out[seed]["random"] = event_scores(rand, plant.truth.anomaly_windows, scored_from=cut)
+        out[seed]["random"] = precursor_scores(rand, plant.truth.anomaly_windows, scored_from=cut)
         s, b, r = out[seed]["scores"], out[seed]["sigma"], out[seed]["random"]
         print(f"\nseed {seed}: {s['events']} precursor events {s['per_kind_n']}, {s['detections']} detections")
         print(f"  telemanom   recall {s['recall']:.2f} {({k: round(v, 2) for k, v in s['per_kind'].items()})} "
@@ -186,7 +161,7 @@ def test_without_machine_states_a_level_rule_stands_in(runs):
     plant, cut = runs[seed]["plant"], runs[seed]["cut"]
     found = telemetry_anomalies(plant.tables["machine_telemetry"], train_until=cut)
     assert any("running taken as motor_current" in n for n in found.attrs["notes"])
-    s = event_scores(found, plant.truth.anomaly_windows, scored_from=cut)
+    s = precursor_scores(found, plant.truth.anomaly_windows, scored_from=cut)
     print(f"\nseed {seed} without machine_states: recall {s['recall']:.2f} precision {s['precision']:.2f}")
     assert s["recall"] >= 0.9 and s["precision"] >= 0.75
 

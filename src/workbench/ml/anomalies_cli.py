@@ -18,23 +18,9 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from workbench.cliutil import console, err_console, friendly
+from workbench.cliutil import console, err_console, friendly, read_csv
 from workbench.errors import MLError
 from workbench.ml.telemanom import AnomalyResult, TelemanomDetector, detect_anomalies
-
-_SEPARATORS = {"\\t": "\t", "tab": "\t", "space": r"\s+", "whitespace": r"\s+"}
-
-
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
-    sep = _SEPARATORS.get(sep, sep)
-    try:
-        df = pd.read_csv(path, sep=sep, engine="python" if len(sep) > 1 else "c")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise MLError(f"cannot read {path} as CSV: {exc}") from None
-    if df.shape[1] == 1 and any(c in str(df.columns[0]) for c in (";", "\t", " ")):
-        raise MLError(f"{path} was read as one column {df.columns[0]!r}: pass the file's separator, "
-                      "e.g. --sep ';', --sep tab or --sep space")
-    return df
 
 
 def _as_json(result: AnomalyResult) -> str:
@@ -74,7 +60,7 @@ def anomalies_command(
         min=0.0, max=0.99)] = 0.13,
 ) -> None:
     """Telemetry anomalies (NASA Telemanom: predictor + nonparametric dynamic threshold) in one series."""
-    df = _read_csv(file, sep)
+    df = read_csv(file, sep)
     detector = TelemanomDetector(l_s=l_s, batch_size=batch_size, window_size=window_size, p=p)
     try:
         result = detect_anomalies(df, time=time, value=value, train_fraction=train_fraction,

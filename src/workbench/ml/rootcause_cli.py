@@ -12,12 +12,10 @@ import warnings
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from workbench.cliutil import console, err_console, friendly
-from workbench.errors import MLError
+from workbench.cliutil import console, err_console, friendly, read_csv
 from workbench.ml.rootcause import EvaluationResult, evaluate_table
 
 app = typer.Typer(help="Root-cause classifier: validate the pipeline on a labelled table.",
@@ -27,18 +25,6 @@ app = typer.Typer(help="Root-cause classifier: validate the pipeline on a labell
 @app.callback()
 def _main() -> None:
     """Root-cause classifier: validate the pipeline on a labelled table."""
-
-
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
-    sep = {"\\t": "\t", "tab": "\t", "space": r"\s+", "whitespace": r"\s+"}.get(sep, sep)
-    try:
-        df = pd.read_csv(path, sep=sep)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise MLError(f"cannot read {path} as CSV: {exc}") from None
-    if df.shape[1] == 1 and any(c in str(df.columns[0]) for c in (";", "\t", " ")):
-        raise MLError(f"{path} was read as one column {df.columns[0]!r}: pass the file's separator, "
-                      "e.g. --sep ';', --sep tab or --sep space")
-    return df
 
 
 def _table(result: EvaluationResult, file: Path) -> Table:
@@ -68,7 +54,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Cross-validated balanced accuracy, macro F1 and per-class recall, beside the majority baseline."""
-    df = _read_csv(file, sep)
+    df = read_csv(file, sep)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # library warnings are not for this audience; treatments are listed
         result = evaluate_table(df, target=target, cv=cv, random_state=random_state)

@@ -16,7 +16,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from workbench.cliutil import console, err_console, friendly
+from workbench.cliutil import console, err_console, friendly, read_csv
 from workbench.spc.capability import CI_METHODS, Capability, capability
 from workbench.spc.charts import ChartPair, ControlChart, control_chart
 
@@ -35,21 +35,6 @@ class ChartName(StrEnum):
     u = "u"
     ewma = "ewma"
     cusum = "cusum"
-
-
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
-    sep = {"\\t": "\t", "tab": "\t", "space": r"\s+", "whitespace": r"\s+"}.get(sep, sep)
-    try:
-        df = pd.read_csv(path, sep=sep)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        err_console.print(f"[bold red]error:[/] cannot read {path} as CSV: {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    if df.shape[1] == 1 and any(c in str(df.columns[0]) for c in (";", "\t", " ")):
-        err_console.print(f"[bold red]error:[/] {path} was read as one column {df.columns[0]!r}: "
-                          "pass the file's separator, e.g. --sep ';', --sep tab or --sep space",
-                          highlight=False)
-        raise typer.Exit(2)
-    return df
 
 
 def _exclusions(df: pd.DataFrame, subgroup: str | None, wanted: list[str]) -> list[Any]:
@@ -125,7 +110,7 @@ def limits(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Phase I control limits: center, LCL/UCL, sigma and how it was estimated, violations."""
-    df = _read_csv(file, sep)
+    df = read_csv(file, sep)
     design = {name: v for name, v in (("lam", lam), ("L", ewma_l), ("k", k), ("h", h)) if v is not None}
     if design and chart.value not in ("ewma", "cusum"):
         raise typer.BadParameter(f"--{', --'.join(design)} set the design of the ewma and cusum charts, "
@@ -204,7 +189,7 @@ def capability_cmd(
 ) -> None:
     """Cp, Cpk, Cpm, Pp, Ppk with confidence intervals, the sigma estimators named, the normality
     test and — for non-normal data — the method the indices rest on."""
-    df = _read_csv(file, sep)
+    df = read_csv(file, sep)
     cap = capability(df, value=value, subgroup=subgroup, lsl=lsl, usl=usl, target=target,
                      within=within, time=time, confidence_level=confidence, method=method)
     if as_json:
