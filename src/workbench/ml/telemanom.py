@@ -57,18 +57,20 @@ whole window), and training targets farther than ``train_trim`` robust σ from t
 median are left out (``train_trim``: the training stretch is unlabelled, and a precursor ramp in
 it teaches the predictor to follow ramps instead of flagging them).
 
-:func:`telemetry_anomalies` applies this to the plant (channels = machine × metric, running
-readings only, see there); :func:`detect_anomalies` to one series of an analyst's table, with the
-treatment of gaps, duplicates, blanks and text stated there.
+The detector applied to data: :func:`~workbench.ml.telemanom_plant.telemetry_anomalies`
+(:mod:`workbench.ml.telemanom_plant`) applies it to the plant (channels = machine × metric,
+running readings only, see there); :func:`~workbench.ml.telemanom_series.detect_anomalies`
+(:mod:`workbench.ml.telemanom_series`) to one series of an analyst's table, with the treatment of
+gaps, duplicates, blanks and text stated there. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -81,10 +83,6 @@ from workbench.errors import MLError
 
 #: Candidate ``z`` of the dynamic threshold: 2.5, 3.0, …, 12.0 (Telemanom's range, its fallback 12 included).
 DEFAULT_Z: tuple[float, ...] = tuple(float(z) for z in np.arange(2.5, 12.01, 0.5))
-#: Telemetry metrics judged by :func:`telemetry_anomalies` by default (the ones that carry precursors).
-DEFAULT_METRICS: tuple[str, ...] = ("vibration_rms", "hydraulic_pressure", "motor_current", "drive_temp")
-#: Cumulative PLC counters: their level is a running total, not a physical reading.
-COUNTER_METRICS: frozenset[str] = frozenset({"part_count_total", "reject_count_total"})
 DETECTOR = "telemanom"
 MODEL_VERSION = "telemanom-ridge-1"
 
@@ -709,371 +707,42 @@ def sequences(scored: pd.DataFrame, *, channel: Any = None, merge_gap: int = 0) 
 
 
 # --------------------------------------------------------------------------------------------
-# one series from a table (the analyst's CSV)
+# the table and plant API, re-exported
+
+# They live in telemanom_series and telemanom_plant, which import this module: loaded on first use
+# (PEP 562), so that any of the three can be imported first and
+# ``from workbench.ml.telemanom import detect_anomalies`` keeps working.
+_MOVED: dict[str, str] = {
+    **dict.fromkeys(("AnomalyResult", "detect_anomalies", "_parse_times", "_parse_values", "_rows"),
+                    "telemanom_series"),
+    **dict.fromkeys(("COUNTER_METRICS", "DEFAULT_METRICS", "ML_ANOMALIES_COLUMNS", "anomaly_id",
+                     "telemetry_anomalies", "_ns", "_running_from_levels", "_running_from_states",
+                     "_severity"), "telemanom_plant"),
+}
+
+__all__ = [
+    "ANOMALY_COLUMNS", "COUNTER_METRICS", "DEFAULT_METRICS", "DEFAULT_Z", "DETECTOR", "ML_ANOMALIES_COLUMNS",
+    "MODEL_VERSION", "SCORE_COLUMNS", "AnomalyResult", "LaggedGBR", "Predictor", "RidgeAR",
+    "TelemanomDetector", "Threshold", "anomaly_id", "detect_anomalies", "dynamic_threshold", "judge_batches",
+    "prune_sequences", "sequences", "telemetry_anomalies",
+]
+
+if TYPE_CHECKING:  # what static tools see; at run time __getattr__ below
+    from workbench.ml.telemanom_plant import (
+        COUNTER_METRICS,
+        DEFAULT_METRICS,
+        ML_ANOMALIES_COLUMNS,
+        anomaly_id,
+        telemetry_anomalies,
+    )
+    from workbench.ml.telemanom_series import AnomalyResult, detect_anomalies
 
 
-@dataclass(frozen=True, eq=False)
-class AnomalyResult:
-    """Telemanom on one series: the anomalies, every reading's score and what was done to the input.
-
-    Attributes
-    ----------
-    anomalies : pandas.DataFrame
-        One row per anomaly: start, end (first and last flagged reading), detected_at, score,
-        readings (see :func:`sequences`).
-    scores : pandas.DataFrame
-        One row per reading (see :meth:`TelemanomDetector.score`).
-    notes : tuple of str
-        Treatments applied to the input (sorted, blanks dropped, gaps, naive times read as UTC …).
-    train_end : pandas.Timestamp
-        First judged time: readings before it trained the predictor and are not judged.
-    n_readings, n_train, n_judged : int
-        Readings used, readings in the training stretch, readings judged.
-    """
-
-    anomalies: pd.DataFrame
-    scores: pd.DataFrame
-    notes: tuple[str, ...]
-    train_end: pd.Timestamp | None
-    n_readings: int
-    n_train: int
-    n_judged: int
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"workbench.ml.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _rows(positions: Sequence[int] | np.ndarray, limit: int = 5) -> str:
-    """Spreadsheet row numbers (header = row 1) of 0-based data positions."""
-    rows = [str(int(i) + 2) for i in positions[:limit]]
-    more = len(positions) - limit
-    return ", ".join(rows) + (f" and {more} more" if more > 0 else "")
-
-
-def _parse_times(raw: pd.Series, column: str, notes: list[str]) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-        raise MLError(f"column '{column}' holds numbers, not times; give ISO-8601 times such as "
-                      "2026-10-19T06:00:00+00:00")
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        times = raw.dt.tz_convert("UTC")
-    elif pd.api.types.is_datetime64_dtype(raw):
-        times = raw.dt.tz_localize("UTC")
-        notes.append(f"times in '{column}' have no time zone: read as UTC")
-    else:
-        text = raw.astype("string").str.strip()
-        try:
-            times = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        except (ValueError, TypeError):  # mixed offsets or mixed naive/aware: go through UTC
-            times = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-        bad = np.flatnonzero(times.isna().to_numpy() & text.notna().to_numpy() & (text != "").to_numpy())
-        if bad.size:
-            shown = ", ".join(f"row {i + 2} {text.iloc[i]!r}" for i in bad[:5])
-            more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-            raise MLError(f"column '{column}' has text that is not a time: {shown}{more} "
-                          "(rows as a spreadsheet shows them, header = row 1); use ISO-8601 times "
-                          "such as 2026-10-19T06:00:00+00:00")
-        if isinstance(times.dtype, pd.DatetimeTZDtype):
-            times = times.dt.tz_convert("UTC")
-        else:
-            times = times.dt.tz_localize("UTC")
-            notes.append(f"times in '{column}' have no time zone: read as UTC")
-    return times.astype("datetime64[ns, UTC]")
-
-
-def _parse_values(raw: pd.Series, column: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(raw):
-        raise MLError(f"column '{column}' holds true/false values, not numbers")
-    values = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
-    values = values.astype(float)
-    text = raw.astype("string").str.strip()
-    blank_words = text.str.lower().isin(["", "nan", "na", "n/a", "null", "none"]).fillna(True).to_numpy(bool)
-    bad = np.flatnonzero(values.isna().to_numpy() & raw.notna().to_numpy() & ~blank_words)
-    if bad.size:
-        shown = ", ".join(f"row {i + 2} {text.iloc[i]!r}" for i in bad[:5])
-        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
-        raise MLError(f"column '{column}' has text where numbers are expected: {shown}{more} "
-                      "(rows as a spreadsheet shows them, header = row 1)")
-    return values
-
-
-def detect_anomalies(df: pd.DataFrame, *, time: str, value: str, train_fraction: float = 0.25,
-                     detector: TelemanomDetector | None = None, max_missing: float = 0.5) -> AnomalyResult:
-    """Telemanom on one series of a table: train on its first stretch, judge the rest.
-
-    Treatment of awkward input (each one is also written to ``notes``):
-
-    * missing column → :class:`MLError` naming the columns present;
-    * times: ISO-8601 text or datetimes; text that is not a time → :class:`MLError` with the rows;
-      times without a zone are read as UTC; numbers in the time column → :class:`MLError`;
-    * values: text that is not a number → :class:`MLError` naming the rows (as a spreadsheet shows
-      them, header = row 1) and the text; blank / NaN / infinite values are dropped and counted,
-      more than ``max_missing`` of them → :class:`MLError`; rows with a blank time likewise;
-    * duplicate times → :class:`MLError` naming the first ones (a series needs one value per time);
-    * unsorted times → sorted;
-    * gaps: a step longer than ``max_gap`` (detector option, 5 by default) times the training
-      stretch's median interval starts a new segment (nothing is resampled or interpolated); the
-      first ``l_s`` readings after a gap are not judged;
-    * a constant series → no anomalies;
-    * too few readings → :class:`MLError` saying how many are needed and why.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        The table.
-    time, value : str
-        Time column and value column.
-    train_fraction : float
-        Share of the readings (the first ones) that trains the predictor; they are not judged.
-    detector : TelemanomDetector, optional
-        Unfitted detector with the wanted options (cloned); defaults otherwise.
-    max_missing : float
-        Largest share of blank values tolerated.
-
-    Returns
-    -------
-    AnomalyResult
-    """
-    template = TelemanomDetector() if detector is None else detector
-    if not 0 < train_fraction < 1:
-        raise MLError(f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction!r}")
-    missing = [c for c in (time, value) if c not in df.columns]
-    if missing:
-        raise MLError(f"column(s) {', '.join(repr(c) for c in missing)} not in the table; its columns are: "
-                      f"{', '.join(map(str, df.columns))}")
-    if time == value:
-        raise MLError(f"the time and value columns must differ (both are '{time}')")
-    if len(df) == 0:
-        raise MLError("the table has no rows")
-    notes: list[str] = []
-    frame = df[[time, value]].reset_index(drop=True)
-    times = _parse_times(frame[time], time, notes)
-    values = _parse_values(frame[value], value)
-    n_rows = len(frame)
-    blank = (times.isna() | ~np.isfinite(values)).to_numpy()
-    if n_rows and blank.mean() > max_missing:
-        raise MLError(f"{int(blank.sum())} of {n_rows} rows have a blank time or a blank / non-finite "
-                      f"'{value}' (more than {max_missing:.0%}); nothing sensible can be judged")
-    if blank.any():
-        notes.append(f"{int(blank.sum())} row(s) with a blank time or a blank / non-finite '{value}' dropped "
-                     f"(rows {_rows(np.flatnonzero(blank))})")
-    keep = np.flatnonzero(~blank)
-    t = pd.DatetimeIndex(times).asi8[keep]  # ns since the epoch, UTC
-    v = values.to_numpy()[keep]
-    order = np.argsort(t, kind="stable")
-    ts = t[order]
-    dup = np.flatnonzero(ts[1:] == ts[:-1])
-    if dup.size:
-        first_time = ts[dup[0]]
-        where = keep[order][np.flatnonzero(ts == first_time)]
-        others = np.unique(ts[dup]).size - 1
-        raise MLError(f"time {pd.Timestamp(first_time, tz='UTC').isoformat()} appears more than once (rows "
-                      f"{_rows(np.sort(where))})" + (f", and {others} more time(s) repeat" if others else "")
-                      + "; a series needs one value per time: aggregate or remove the duplicates")
-    if np.any(order != np.arange(order.size)):
-        back = int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
-        notes.append(f"times were not in order (first step back at row {keep[back] + 2}): sorted")
-    series = pd.Series(v[order], index=pd.to_datetime(ts, unit="ns", utc=True), name=value)
-    n = len(series)
-    det = clone(template)
-    ls = det.l_s
-    windows_needed = max(2 * ls, 10)
-    need = int(np.ceil((ls + windows_needed) / train_fraction)) + 1
-    if n < need:
-        raise MLError(f"only {n} usable reading(s) in '{value}'; at least {need} are needed: each "
-                      f"prediction uses the {ls} readings before it (l_s), the predictor needs "
-                      f"{windows_needed} such windows to learn from, and only the first {train_fraction:.0%} "
-                      "of the series trains it (train fraction); the rest is judged")
-    if np.nanmax(v) == np.nanmin(v):
-        notes.append(f"constant series: every value of '{value}' is {v[0]:g}; nothing can be anomalous")
-        scores = pd.DataFrame({"time": series.index, "value": series.to_numpy()})
-        scores = scores.reindex(columns=list(SCORE_COLUMNS))
-        for col in ("judged", "anomaly", "final"):
-            scores[col] = False
-        empty = sequences(scores).drop(columns="channel")
-        return AnomalyResult(empty, scores, tuple(notes), None, n, 0, 0)
-    n_train = int(np.floor(train_fraction * n))
-    train_end = series.index[n_train]
-    det.fit(series.iloc[:n_train])
-    step = np.diff(series.index.as_unit("ns").asi8)
-    n_gaps = int((step > det.max_gap * det.interval_).sum()) if det.interval_ > 0 else 0
-    if n_gaps:
-        notes.append(f"{n_gaps} gap(s) longer than {det.max_gap:g}x the median interval "
-                     f"({pd.Timedelta(det.interval_, 'ns')}): each starts a new segment, its first {ls} "
-                     "readings are not judged")
-    scores = det.score(series, start=train_end)
-    notes.append(f"the first {n_train} readings (until {train_end.isoformat()}) trained the predictor "
-                 "and are not judged")
-    anomalies = sequences(scores, merge_gap=det.batch_size).drop(columns="channel")
-    return AnomalyResult(anomalies, scores, tuple(notes), train_end, n, n_train, int(scores["judged"].sum()))
-
-
-# --------------------------------------------------------------------------------------------
-# the plant: one channel per machine × metric
-
-#: Columns of ``ml_anomalies`` that :func:`telemetry_anomalies` fills (``created_at`` is the writer's).
-ML_ANOMALIES_COLUMNS: tuple[str, ...] = ("anomaly_id", "machine_id", "time_start", "time_end", "detector",
-                                         "target", "score", "severity", "model_version")
-
-
-def _ns(times: pd.Series | pd.Index) -> np.ndarray:
-    """Timezone-aware times as int64 ns since the epoch (NaT → the smallest int64)."""
-    return pd.DatetimeIndex(times).as_unit("ns").asi8
-
-
-def _running_from_states(times: pd.Index, machine: Any, states: pd.DataFrame) -> np.ndarray:
-    st = states[states["machine_id"] == machine].sort_values("time_start", kind="stable")
-    if st.empty:
-        return np.zeros(len(times), bool)
-    start, end, t = _ns(st["time_start"]), _ns(st["time_end"]), _ns(times)
-    k = np.clip(np.searchsorted(start, t, side="right") - 1, 0, None)
-    open_end = st["time_end"].isna().to_numpy()  # the current state of a live machine has no end yet
-    inside = (start[k] <= t) & ((t < end[k]) | open_end[k])
-    return inside & (st["state"].to_numpy()[k] == "running")
-
-
-def _running_from_levels(levels: pd.DataFrame, times: pd.Index,
-                         cut: pd.Timestamp) -> tuple[np.ndarray | None, str]:
-    """Running = motor_current (else spindle_load) above half its 90th percentile before ``cut``."""
-    for metric in ("motor_current", "spindle_load"):
-        rows = levels[levels["metric"] == metric]
-        if rows.empty:
-            continue
-        level = rows.groupby("time")["value"].last().reindex(times)
-        ref = level[(level.index < cut) & level.notna()].to_numpy(float)
-        if ref.size:
-            return (level > 0.5 * float(np.quantile(ref, 0.9))).to_numpy(bool), metric
-    return None, ""
-
-
-def _severity(score: float) -> str:
-    return "high" if score >= 2.0 else "medium" if score >= 0.5 else "low"
-
-
-def anomaly_id(machine_id: Any, metric: str, start: Any, *, detector: str = DETECTOR,
-               model_version: str = MODEL_VERSION) -> str:
-    """Deterministic id of an anomaly.
-
-    The md5 of ``ml_anomalies``, machine, metric, start (µs since the epoch), detector and model
-    version joined with ``|``: a rerun on the same data with the same model gives the same id (the
-    start of a run is causal, so later data does not move it).
-    """
-    start_us = int(pd.Timestamp(start).as_unit("us").value)
-    key = f"ml_anomalies|{machine_id}|{metric}|{start_us}|{detector}|{model_version}"
-    return hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
-
-
-def telemetry_anomalies(telemetry: pd.DataFrame, *, machine_states: pd.DataFrame | None = None,
-                        metrics: Sequence[str] = DEFAULT_METRICS, train_until: Any = None,
-                        train_days: float = 7.0, detector: TelemanomDetector | None = None,
-                        model_version: str = MODEL_VERSION) -> pd.DataFrame:
-    """Telemanom on every machine × metric channel of ``machine_telemetry`` → ``ml_anomalies`` rows.
-
-    The plant's readings depend on the machine state (levels at idle, setup, down and planned
-    stops are a fraction of those while running), so a predictor would fire at every stop.
-    Only readings taken while the machine is **running** are judged and are training targets;
-    the ``l_s`` readings before each may be in any state (they tell the predictor e.g. that the
-    drive is still warming up after a stop). Running means: inside a ``machine_states`` interval
-    with state ``running`` (an interval without an end is still open); without
-    ``machine_states``, ``motor_current`` (else ``spindle_load``) of that minute above half of its
-    90th percentile in the training stretch; with neither, every reading is judged (said in the
-    notes). Readings whose ``quality`` is not ``good`` are dropped (no ``quality`` column: all
-    good). Cumulative counters (``part_count_total``, ``reject_count_total``) are refused.
-
-    Parameters
-    ----------
-    telemetry : pandas.DataFrame
-        ``machine_telemetry`` rows: time (timezone-aware), machine_id, metric, value (and quality).
-    machine_states : pandas.DataFrame, optional
-        ``machine_states`` rows: machine_id, time_start, time_end, state.
-    metrics : sequence of str
-        Metrics to judge (by default the four that carry the plant's failure precursors).
-    train_until : timestamp, optional
-        Readings before it train each channel's predictor; readings from it on are judged. By
-        default the first reading plus ``train_days``.
-    train_days : float
-        Length of the default training stretch.
-    detector : TelemanomDetector, optional
-        Unfitted detector with the wanted options, cloned per channel.
-    model_version : str
-        Written to ``model_version`` and part of ``anomaly_id``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`ML_ANOMALIES_COLUMNS` (anomaly_id, machine_id, time_start, time_end, detector,
-        target = the metric, score, severity: high ≥ 2, medium ≥ 0.5, else low; model_version)
-        plus ``detected_at``, when a live run would have raised the anomaly — the table has no
-        such column: write ``frame[list(ML_ANOMALIES_COLUMNS)]``. ``attrs["notes"]`` says what was
-        dropped or skipped and why (e.g. a channel with too little training history).
-    """
-    missing = [c for c in ("time", "machine_id", "metric", "value") if c not in telemetry.columns]
-    if missing:
-        raise MLError(f"telemetry: missing column(s) {', '.join(missing)}; machine_telemetry has "
-                      "time, machine_id, metric, value, unit, quality")
-    counters = sorted(set(metrics) & COUNTER_METRICS)
-    if counters:
-        raise MLError(f"telemetry: {', '.join(counters)} are cumulative counters (a running total that rolls "
-                      "over and resets), not readings Telemanom can predict; judge their increments instead")
-    if machine_states is not None:
-        missing = [c for c in ("machine_id", "time_start", "time_end", "state")
-                   if c not in machine_states.columns]
-        if missing:
-            raise MLError(f"machine_states: missing column(s) {', '.join(missing)}")
-    if not isinstance(telemetry["time"].dtype, pd.DatetimeTZDtype):
-        raise MLError("telemetry: column 'time' must hold timezone-aware timestamps, not "
-                      f"{telemetry['time'].dtype}")
-    template = TelemanomDetector() if detector is None else detector
-    notes: list[str] = []
-    good = telemetry
-    if "quality" in telemetry.columns:
-        ok = (telemetry["quality"].astype("string") == "good").fillna(False).to_numpy(bool)
-        good = telemetry[ok]
-        dropped = int((~ok & telemetry["metric"].isin(list(metrics)).to_numpy(bool)).sum())
-        if dropped:
-            notes.append(f"{dropped} reading(s) with quality other than 'good' dropped")
-    data = good[good["metric"].isin(list(metrics))]
-    columns = [*ML_ANOMALIES_COLUMNS, "detected_at"]
-    if data.empty:
-        out = pd.DataFrame(columns=columns)
-        out.attrs["notes"] = [*notes, "no readings of the requested metrics"]
-        return out
-    if train_until is None:
-        cut = data["time"].min() + pd.Timedelta(days=train_days)
-    else:
-        cut = pd.Timestamp(train_until)
-    if cut.tzinfo is None:
-        raise MLError(f"train_until {train_until!r} has no time zone")
-    levels = good[good["metric"].isin(["motor_current", "spindle_load"])]
-    rows = []
-    for machine, mdata in data.groupby("machine_id", sort=True):
-        wide = mdata.pivot_table(index="time", columns="metric", values="value", aggfunc="last").sort_index()
-        if machine_states is not None:
-            running = _running_from_states(wide.index, machine, machine_states)
-        else:
-            running, basis = _running_from_levels(levels[levels["machine_id"] == machine], wide.index, cut)
-            if running is None:
-                running = np.ones(len(wide), bool)
-                notes.append(f"{machine}: no machine_states and no motor_current / spindle_load: "
-                             "every reading judged")
-            else:
-                notes.append(f"{machine}: running taken as {basis} above half its training 90th percentile")
-        for metric in wide.columns:
-            col = wide[metric].to_numpy(float)
-            ok = np.isfinite(col)
-            series = pd.Series(col[ok], index=wide.index[ok], name=metric)
-            judge = running[ok]
-            train = series.index < cut
-            det = clone(template)
-            try:
-                det.fit(series[train], judge=judge[train])
-            except MLError as exc:
-                notes.append(f"{machine} {metric}: not judged ({exc})")
-                continue
-            for r in det.detect(series, judge=judge, start=cut).itertuples(index=False):
-                rows.append((anomaly_id(machine, metric, r.start, model_version=model_version), machine,
-                             r.start, r.end, DETECTOR, metric, float(r.score), _severity(float(r.score)),
-                             model_version, r.detected_at))
-    out = pd.DataFrame(rows, columns=columns)
-    for col in ("time_start", "time_end", "detected_at"):
-        out[col] = pd.to_datetime(out[col], utc=True)
-    out["score"] = out["score"].astype(float)
-    out = out.sort_values(["time_start", "machine_id", "target"], kind="stable").reset_index(drop=True)
-    out.attrs["notes"] = notes
-    return out
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MOVED})
