@@ -32,7 +32,11 @@ from workbench.store import DuckDBWarehouse, OnDemandWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = {"oee", "pareto", "spc", "reliability", "daily_summary"}
+EXPECTED = {"oee", "pareto", "spc", "reliability", "daily_summary", "root_cause", "anomalies", "yield_forecast",
+            "train_models"}
+#: Run with their defaults by `executed`; train_models (a data scientist's, 18 s of training) runs in
+#: tests/ml/test_ml_notebooks.py, with and without registering.
+EXECUTED = [p for p in NOTEBOOKS if p.stem != "train_models"]
 COMMON = {"date": ("str", '""'), "warehouse": ("str", '""'), "site": ("str", '""'), "lines": ("list", "[]"),
           "machines": ("list", "[]")}
 TZ = "America/Chicago"
@@ -312,7 +316,7 @@ def executed(demo_warehouse: Path, tmp_path_factory) -> dict[str, tuple[nbformat
     """Every notebook run with its defaults and ``warehouse=<the demo file>``, two at a time."""
     out = tmp_path_factory.mktemp("executed")
     with ThreadPool(2) as pool:
-        runs = pool.map(lambda p: _execute(p, out, {"warehouse": str(demo_warehouse)}), NOTEBOOKS)
+        runs = pool.map(lambda p: _execute(p, out, {"warehouse": str(demo_warehouse)}), EXECUTED)
     return {name: (book, error) for name, book, error in runs}
 
 
@@ -338,7 +342,7 @@ def _check_executed(name: str, book: nbformat.NotebookNode | None, error: str) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXECUTED))
 def test_notebook_runs_with_its_defaults(name: str, executed) -> None:
     book, error = executed[name]
     _check_executed(name, book, error)

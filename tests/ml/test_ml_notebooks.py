@@ -1,0 +1,176 @@
+"""The model notebooks run with their defaults through papermill and the project's ``workbench`` kernel.
+
+Against a small simulated plant (4 machines, 2 lines, 30 days, with telemetry) loaded into a DuckDB
+file, with an MLflow registry in a temporary directory (``MLFLOW_TRACKING_URI``, which the kernels
+inherit): ``root_cause`` without a champion says how to get one and with one shows the card, the
+day's uncoded stops and their explanations; ``anomalies`` shows the day's anomalies with a channel
+chart; ``yield_forecast`` the week ahead; ``train_models`` changes nothing with its defaults and
+registers a challenger only when asked. In a report run the sections are kept for the e-mail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from workbench import config
+from workbench.demo import load_plant
+from workbench.ml import sections
+from workbench.ml.registry import Registry
+from workbench.reports.execute import records_in
+from workbench.simulate import PlantConfig, simulate_plant
+from workbench.store import DuckDBWarehouse
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+PLANT = PlantConfig(seed=3, n_machines=4, n_lines=2, days=30, telemetry=True)
+TZ = "America/Chicago"
+LAST_DAY = PLANT.start + dt.timedelta(days=PLANT.days - 1)  # Tue 2026-11-17, the notebooks' default day
+
+
+@pytest.fixture(scope="module")
+def plant():
+    return simulate_plant(PLANT)
+
+
+@pytest.fixture(scope="module")
+def warehouse(plant, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ml-notebooks") / "warehouse.duckdb"
+    with DuckDBWarehouse(path) as wh:
+        load_plant(plant, wh, truth_dir=path.parent / "truth")
+    return path
+
+
+@pytest.fixture(scope="module")
+def champion_uri(plant, tmp_path_factory) -> str:
+    """A registry whose rootcause champion was trained on the plant's first three weeks."""
+    start = dt.datetime.combine(PLANT.start, dt.time(6), tzinfo=config.settings().tz)
+    run = sections.train_rootcause(plant.tables, train_start=start, train_end=start + dt.timedelta(days=21),
+                                   holdout_end=start + dt.timedelta(days=28), params={"n_estimators": 60}, cv=3)
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    registry = Registry(uri)
+    version = sections.register_challenger(run, registry)
+    registry.promote("rootcause", version.version, reason="test champion")
+    return uri
+
+
+def execute(name: str, out_dir: Path, **parameters) -> nbformat.NotebookNode:
+    out = out_dir / f"{name}.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters,
+                               kernel_name="workbench", cwd=str(ROOT), progress_bar=False, execution_timeout=600)
+    return nbformat.read(out, as_version=4)
+
+
+def outputs(book: nbformat.NotebookNode) -> list[dict]:
+    return [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def printed(book: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in outputs(book) if o.get("output_type") == "stream")
+
+
+def html(book: nbformat.NotebookNode) -> str:
+    return "".join(o.get("data", {}).get("text/html", "") for o in outputs(book))
+
+
+def figures(book: nbformat.NotebookNode) -> list[str]:
+    """Titles of the plotly figures shown."""
+    specs = [o["data"]["application/vnd.plotly.v1+json"] for o in outputs(book)
+             if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    return [json.loads(json.dumps(s))["layout"]["title"]["text"] for s in specs]
+
+
+def check(book: nbformat.NotebookNode) -> None:
+    errors = [o for o in outputs(book) if o.get("output_type") == "error"]
+    assert not errors, f"{errors[0]['ename']}: {errors[0]['evalue']}"
+    assert "machines:" in printed(book) and "rows read:" in printed(book), "the header says what it covers"
+
+
+@pytest.fixture
+def kernel_env(monkeypatch: pytest.MonkeyPatch):
+    """Set variables the next kernels inherit."""
+    def set_env(**values: str) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+    return set_env
+
+
+def test_root_cause_without_a_champion_says_how_to_get_one(warehouse, tmp_path, kernel_env) -> None:
+    kernel_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}")
+    book = execute("root_cause", tmp_path, warehouse=str(warehouse))
+    check(book)
+    text = printed(book)
+    assert "Likely causes of uncoded stops: not shown, because no root-cause model" in text
+    assert "workbench run retrain --force" in text
+    assert figures(book) == ["Why the model predicted each stop's cause"]  # a figure saying why not
+    assert not (tmp_path / "empty").exists(), "looking for a model creates no registry"
+
+
+def test_root_cause_with_a_champion_in_a_report_run(plant, warehouse, champion_uri, tmp_path, kernel_env) -> None:
+    kernel_env(MLFLOW_TRACKING_URI=champion_uri, **{config.REPORT_RUN_ENV: "1"})
+    book = execute("root_cause", tmp_path, warehouse=str(warehouse))
+    check(book)
+    text = printed(book)
+    assert "root-cause model v1 (champion)" in text and "Likely causes of uncoded stops: shown" in text
+    assert "held-out accuracy of the fault-code lookup (baseline)" in html(book)  # the card
+    kept = sections.MLSection.from_record(records_in(book)[sections.UNCODED_RECORD])
+    de = plant.tables["downtime_events"]
+    start = dt.datetime.combine(LAST_DAY, dt.time(6), tzinfo=config.settings().tz)
+    day = de[(de["time_start"] >= start) & (de["time_start"] < start + dt.timedelta(days=1))]
+    blank = set(day.loc[day["reason_code"].isna(), "event_id"].astype(str))
+    assert blank and set(kept.table.loc[kept.table["kind"] == "blank code", "event_id"]) == blank
+    for event_id in blank:  # each shown with its machine and predicted cause
+        row = kept.table.set_index("event_id").loc[event_id]
+        assert row["predicted_category"] in html(book) and 0 < row["predicted_confidence"] <= 1
+    assert figures(book) == ["Why the model predicted each stop's cause"]
+
+
+def test_anomalies_notebook_shows_the_day_with_a_channel_chart(warehouse, tmp_path, kernel_env) -> None:
+    kernel_env(**{config.REPORT_RUN_ENV: "1"})
+    book = execute("anomalies", tmp_path, warehouse=str(warehouse))
+    check(book)
+    kept = sections.MLSection.from_record(records_in(book)[sections.ANOMALIES_RECORD])
+    assert kept.shown and "channels (machine × metric)" in kept.confidence
+    assert "telemetry" in set(kept.table["source"])
+    charts = [t for t in figures(book) if "readings, prediction and the dynamic threshold" in t]
+    assert figures(book)[0] == "Anomalies of the day by machine" and 1 <= len(charts) <= 3
+
+
+def test_yield_forecast_notebook_shows_the_week_ahead(warehouse, tmp_path, kernel_env) -> None:
+    kernel_env(**{config.REPORT_RUN_ENV: "1"})
+    book = execute("yield_forecast", tmp_path, warehouse=str(warehouse))
+    check(book)
+    kept = sections.MLSection.from_record(records_in(book)[sections.WEEK_AHEAD_RECORD])
+    assert kept.shown, kept.reason
+    assert kept.table["line"].nunique() == 2 and len(kept.table) == 14
+    assert "relative MASE" in kept.confidence
+    assert figures(book) == ["The week ahead: good per line, forecast with its interval",
+                             "The week ahead: yield per line, forecast with its interval"]
+    short = execute("yield_forecast", tmp_path, warehouse=str(warehouse), history_days=14)
+    check(short)
+    assert "The week ahead: not shown, because the forecast needs at least 21 days" in printed(short)
+
+
+def test_train_models_changes_nothing_by_default_and_registers_when_asked(warehouse, tmp_path,
+                                                                          kernel_env) -> None:
+    store = tmp_path / "mlflow"
+    kernel_env(MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}")
+    book = execute("train_models", tmp_path, warehouse=str(warehouse))
+    check(book)
+    text = printed(book)
+    assert "Not registered" in text and not store.exists()
+    assert figures(book) == ["Balanced accuracy: time-ordered hold-out vs stratified CV",
+                             "Confusion matrix on the hold-out (92 coded stops)"]
+    assert "fault-code lookup" in html(book) and "stratified 5-fold CV" in html(book)
+    store.mkdir()
+    book = execute("train_models", tmp_path, warehouse=str(warehouse), register=True, n_estimators=40, cv=3)
+    check(book)
+    assert "registered rootcause v1 as the challenger" in printed(book)
+    registry = Registry(f"sqlite:///{store / 'mlflow.db'}")
+    assert registry.alias_version("rootcause", "challenger") == 1 and registry.champion_version("rootcause") is None
