@@ -219,3 +219,19 @@ def test_mlflow_ui_shows_the_registered_models_and_runs(registry: Registry, data
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_fresh_process_loads_the_champion(registry: Registry, data) -> None:
+    """As a notebook kernel or a flow run does: nothing set up in the process but the store's URI
+    (a model's ``models:/`` source must resolve against this store, not MLflow's default)."""
+    import subprocess
+    import sys
+
+    _register(registry, data, 3, 0.8)
+    registry.promote("rootcause", 1, reason="first")
+    code = ("from workbench.ml.registry import Registry; import sys; "
+            "m = Registry(sys.argv[1]).load('rootcause'); print(m.card.version, type(m.model).__name__)")
+    out = subprocess.run([sys.executable, "-c", code, registry.uri], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_TRACKING_URI"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "DecisionTreeClassifier"]

@@ -265,7 +265,7 @@ class Registry:
                 metadata={"features": list(features), "training_start": start.isoformat() if start else None,
                           "training_end": end.isoformat() if end else None})
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(mlf.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp))
+            local = self._download(info.model_uri, tmp)
             digest = _sha256(local / _ARTIFACT)
         if not self._exists(name):
             self.client.create_registered_model(name, description=f"workbench model {name}")
@@ -286,6 +286,15 @@ class Registry:
         except MlflowException:
             return False
         return True
+
+    def _download(self, source: str, into: str) -> Path:
+        """A model's files, resolved against THIS store: MLflow resolves ``models:/m-…`` sources
+        against the process-wide tracking URI, which a notebook kernel or flow run has not set."""
+        if source.startswith("models:/m-"):
+            model_id = source.removeprefix("models:/").split("/")[0]
+            source = self.client.get_logged_model(model_id).artifact_location
+        return Path(self._mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=into,
+                                                              tracking_uri=self.uri))
 
     # -- reading cards --------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -362,7 +371,7 @@ class Registry:
             raise MLError(f"{name} version {card.version} was not registered by the workbench (no recorded "
                           "hash): refusing to load it")
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(self._mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp))
+            local = self._download(mv.source, tmp)
             path = local / _ARTIFACT
             if not path.is_file():
                 raise MLError(f"{name} version {card.version}: no {_ARTIFACT} in {mv.source}")
