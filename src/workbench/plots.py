@@ -116,6 +116,16 @@ def _figure(fig: go.Figure, *, title: str, x: str | None = None, y: str | None =
     return fig
 
 
+def styled(fig: go.Figure, *, title: str, height: int = HEIGHT) -> go.Figure:
+    """The workbench's look on a figure built elsewhere (e.g. :mod:`workbench.ml.ml_plots`)."""
+    return _figure(fig, title=title, height=height)
+
+
+def message(title: str, text: str) -> go.Figure:
+    """A figure that says why there is no chart (no data, a section not shown and why)."""
+    return _empty(title, text)
+
+
 def _empty(title: str, message: str = "No data in the selected range") -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",

@@ -19,25 +19,20 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench import plots
 from workbench.ml.sections import AnomalyTrace, MLSection, TrainingRun
-from workbench.plots import ALERT, HEIGHT, LIMIT, MUTED, PRIMARY, TEMPLATE, MachineNames, machine_labels
+from workbench.plots import ALERT, HEIGHT, LIMIT, MUTED, PRIMARY, MachineNames, machine_labels
 
 __all__ = ["anomaly_timeline", "confusion_matrix", "stop_explanations", "telemetry_trace",
            "validation_scores", "week_ahead"]
 
 
 def _finish(fig: go.Figure, *, title: str, height: int = HEIGHT) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title={"text": title}, height=height)
-    return fig
+    return plots.styled(fig, title=title, height=height)
 
 
 def _message(title: str, message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font={"size": 14, "color": MUTED})
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _finish(fig, title=title, height=240)
+    return plots.message(title, message)
 
 
 def _value(v: Any) -> str:
