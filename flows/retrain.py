@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows import hooks
-from workbench import config, pipelines
+from workbench import config, jobs, pipelines
 from workbench.ml import retrain as ml_retrain
 from workbench.ml.registry import Registry, default_tracking_uri
 from workbench.store import open_warehouse
@@ -36,36 +36,38 @@ def _registry() -> Registry:
     return Registry(default_tracking_uri(config.settings().data_path))
 
 
+@task(name="build-stop-features")
+def build_features(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return ml_retrain.model_features(tables)
+
+
 @task(name="check-champion")
-def check_champion(tables: dict[str, pd.DataFrame], end: dt.datetime, days: int) -> ml_retrain.Health:
-    health = ml_retrain.champion_health(tables, registry=_registry(), end=end, days=days)
+def check_champion(tables: dict[str, pd.DataFrame], features: pd.DataFrame, end: dt.datetime,
+                   days: int) -> ml_retrain.Health:
+    health = ml_retrain.champion_health(tables, registry=_registry(), end=end, days=days, features=features)
     get_run_logger().info("%s", health.reason)
     return health
 
 
 @task(name="retrain-rootcause")
-def retrain_rootcause(tables: dict[str, pd.DataFrame], end: dt.datetime, spec: pipelines.RetrainSpec) -> dict:
+def retrain_rootcause(tables: dict[str, pd.DataFrame], features: pd.DataFrame, end: dt.datetime,
+                      spec: pipelines.RetrainSpec) -> dict:
     result = ml_retrain.retrain_rootcause(tables, registry=_registry(), end=end, train_days=spec.train_days,
-                                          holdout_days=spec.holdout_days, params=spec.rootcause)
+                                          holdout_days=spec.holdout_days, params=spec.rootcause,
+                                          features=features)
     get_run_logger().info("rootcause: %s — %s", result.action, result.reason)
     return result.as_dict()
 
 
 @task(name="score-stops", retries=2, retry_delay_seconds=30)
-def score_stops(tables: dict[str, pd.DataFrame], start: dt.datetime, end: dt.datetime) -> dict[str, int]:
-    """The champion's predictions for the stops of the scored days: every prediction into
-    ml_predictions, and predicted_category / predicted_confidence of the uncoded ones."""
-    predictions = ml_retrain.score_stops(tables, registry=_registry(), start=start, end=end)
-    if predictions.empty:
-        return {"scored": 0, "filled": 0, "suspect": 0}
-    blank = predictions[predictions["fills_blank"].astype(bool)]
-    with open_warehouse(config.settings()) as wh, wh.transaction():
-        now = dt.datetime.now(dt.UTC)
-        wh.write("ml_predictions", ml_retrain.prediction_rows(predictions, created_at=now))
-        wh.fill_stop_predictions(list(zip(blank["event_id"].astype(str),
-                                          blank["predicted_category"].astype(str),
-                                          blank["predicted_confidence"].astype(float), strict=True)))
-    counts = {"scored": len(predictions), "filled": len(blank), "suspect": int(predictions["suspect"].sum())}
+def score_stops(tables: dict[str, pd.DataFrame], features: pd.DataFrame, start: dt.datetime,
+                end: dt.datetime) -> dict[str, int]:
+    """The champion's predictions for the stops of the scored days, stored
+    (:func:`workbench.jobs.write_stop_predictions`)."""
+    predictions = ml_retrain.score_stops(tables, registry=_registry(), start=start, end=end,
+                                         features=features)
+    with open_warehouse(config.settings()) as wh:
+        counts = jobs.write_stop_predictions(wh, predictions, created_at=dt.datetime.now(dt.UTC))
     get_run_logger().info("rootcause: %(scored)d stops scored, %(filled)d uncoded filled, "
                           "%(suspect)d suspect codes", counts)
     return counts
@@ -107,18 +109,19 @@ def retrain_models(pipeline: str = "retrain", until: str | None = None,
     hooks.name_run(p, what=f"until {end.astimezone(settings.tz):%Y-%m-%d %H:%M %Z}")
     start = end - dt.timedelta(days=spec.train_days + spec.holdout_days)
     tables = read_tables(start, end)
-    health = check_champion(tables, end, spec.trigger_days)
+    features = build_features(tables)  # once: the check, the round and the scoring share them
+    health = check_champion(tables, features, end, spec.trigger_days)
     weekly = pipelines.WEEKDAYS[end.astimezone(settings.tz).weekday()] == spec.weekly_on
     summary: dict[str, Any] = {"health": health.reason, "rounds": {}}
     if force or weekly or health.retrain:
         why = "forced" if force else "weekly round" if weekly else health.reason
         print(f"retraining rootcause: {why}")
-        summary["rounds"]["rootcause"] = retrain_rootcause(tables, end, spec)
+        summary["rounds"]["rootcause"] = retrain_rootcause(tables, features, end, spec)
     else:
         summary["why"] = f"not {spec.weekly_on} and {health.reason}"
         print(f"no retraining today: {summary['why']}")
     # The champion (perhaps just promoted) scores the stops of the last days, whose codes are
     # still open: the 05:00 report shows its guesses beside the blanks.
-    summary["scored"] = score_stops(tables, end - dt.timedelta(days=spec.score_days), end)
+    summary["scored"] = score_stops(tables, features, end - dt.timedelta(days=spec.score_days), end)
     _publish(summary)
     return summary

@@ -133,3 +133,27 @@ def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
     return summary.daily_summary(tables, day=day, start=start, end=end, tz=tz,
                                  thresholds=thresholds or summary.DEFAULT_THRESHOLDS, top=top,
                                  micro_stop_threshold_s=micro_stop_threshold_s, spc_tables=spc_tables)
+
+
+def write_stop_predictions(warehouse: Warehouse, predictions: pd.DataFrame, *,
+                           created_at: dt.datetime) -> dict[str, int]:
+    """Store a root-cause model's predictions (:func:`workbench.ml.retrain.score_stops`) in one
+    transaction: every one into ``ml_predictions``, and ``predicted_category`` /
+    ``predicted_confidence`` of the stops whose code is still blank (never an operator's code).
+
+    Returns
+    -------
+    dict
+        scored, filled (uncoded stops given a prediction), suspect (entered codes the model doubts).
+    """
+    from workbench.ml.retrain import prediction_rows
+
+    if predictions.empty:
+        return {"scored": 0, "filled": 0, "suspect": 0}
+    blank = predictions[predictions["fills_blank"].astype(bool)]
+    with warehouse.transaction():
+        warehouse.write("ml_predictions", prediction_rows(predictions, created_at=created_at))
+        warehouse.fill_stop_predictions(list(zip(blank["event_id"].astype(str),
+                                                 blank["predicted_category"].astype(str),
+                                                 blank["predicted_confidence"].astype(float), strict=True)))
+    return {"scored": len(predictions), "filled": len(blank), "suspect": int(predictions["suspect"].sum())}

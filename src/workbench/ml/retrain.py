@@ -83,14 +83,31 @@ def _window(X: pd.DataFrame, y: pd.Series, starts: pd.Series, lo: pd.Timestamp, 
     return X[mask], y[mask]
 
 
-def _labelled(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+def model_features(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Stop features the way the root-cause models are trained and applied: downtime_events with
+    machine_telemetry, machine_states and scrap_events (whichever are given and not empty).
+
+    The one definition: the retrain flow computes it once per run and passes it to
+    :func:`champion_health`, :func:`retrain_rootcause` and :func:`score_stops`; the notebooks'
+    sections call it too.
+    """
+    def table(name: str) -> pd.DataFrame | None:
+        frame = tables.get(name)
+        return frame if frame is not None and len(frame) else None
+
+    downtime = table("downtime_events")
+    if downtime is None:
+        raise MLError("no downtime_events: nothing to build stop features from")
+    return stop_features(downtime, telemetry=table("machine_telemetry"),
+                         machine_states=table("machine_states"), scrap_events=table("scrap_events"))
+
+
+def _labelled(tables: Mapping[str, pd.DataFrame],
+              features: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     downtime = tables.get("downtime_events")
     if downtime is None or downtime.empty:
         raise MLError("no downtime_events to train the root-cause classifier on")
-    features = stop_features(downtime, telemetry=tables.get("machine_telemetry"),
-                             machine_states=tables.get("machine_states"),
-                             scrap_events=tables.get("scrap_events"))
-    X, y = training_frame(features, downtime)  # noqa: N806
+    X, y = training_frame(model_features(tables) if features is None else features, downtime)  # noqa: N806
     starts = pd.Series(pd.to_datetime(downtime["time_start"], utc=True).to_numpy(),
                        index=downtime["event_id"].astype(str))
     return X, y, starts
@@ -98,7 +115,8 @@ def _labelled(tables: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.Seri
 
 def retrain_rootcause(tables: Mapping[str, pd.DataFrame], *, registry: Registry, end: dt.datetime,
                       train_days: int = 28, holdout_days: int = 7, params: Mapping[str, Any] | None = None,
-                      rule: PromotionRule = ROOTCAUSE_RULE) -> RetrainResult:
+                      rule: PromotionRule = ROOTCAUSE_RULE,
+                      features: pd.DataFrame | None = None) -> RetrainResult:
     """Train a challenger, backtest it and the champion on the same held-out window, decide.
 
     Parameters
@@ -114,6 +132,8 @@ def retrain_rootcause(tables: Mapping[str, pd.DataFrame], *, registry: Registry,
         Lengths of the training and held-out windows.
     params : mapping, optional
         Hyperparameters of :class:`~workbench.ml.rootcause.RootCauseClassifier` for the challenger.
+    features : DataFrame, optional
+        :func:`model_features` of ``tables`` when the caller has them already.
 
     Raises
     ------
@@ -125,7 +145,7 @@ def retrain_rootcause(tables: Mapping[str, pd.DataFrame], *, registry: Registry,
     hi = pd.Timestamp(end)
     lo_hold = hi - pd.Timedelta(days=holdout_days)
     lo_train = lo_hold - pd.Timedelta(days=train_days)
-    X, y, starts = _labelled(tables)  # noqa: N806
+    X, y, starts = _labelled(tables, features)  # noqa: N806
     X_tr, y_tr = _window(X, y, starts, lo_train, lo_hold)  # noqa: N806
     X_ho, y_ho = _window(X, y, starts, lo_hold, hi)  # noqa: N806
     for what, n, a, b in (("training", len(y_tr), lo_train, lo_hold), ("held-out", len(y_ho), lo_hold, hi)):
@@ -189,8 +209,10 @@ class Health:
 
 
 def champion_health(tables: Mapping[str, pd.DataFrame], *, registry: Registry, end: dt.datetime,
-                    days: int = 7, rule: PromotionRule = ROOTCAUSE_RULE, min_stops: int = 10) -> Health:
-    """The daily retraining trigger: is the champion still good enough on the latest labels?"""
+                    days: int = 7, rule: PromotionRule = ROOTCAUSE_RULE, min_stops: int = 10,
+                    features: pd.DataFrame | None = None) -> Health:
+    """The daily retraining trigger: is the champion still good enough on the latest labels?
+    (``features``: :func:`model_features` of ``tables`` when the caller has them already.)"""
     floor = float(rule.floors.get("accuracy", 0.65))
     version = registry.champion_version(ROOTCAUSE) if ROOTCAUSE in registry.names() else None
     if version is None:
@@ -200,7 +222,7 @@ def champion_health(tables: Mapping[str, pd.DataFrame], *, registry: Registry, e
     lo = hi - pd.Timedelta(days=days)
     if champ.card.training_end is not None:
         lo = max(lo, pd.Timestamp(champ.card.training_end))
-    X, y, starts = _labelled(tables)  # noqa: N806
+    X, y, starts = _labelled(tables, features)  # noqa: N806
     X_w, y_w = _window(X, y, starts, lo, hi)  # noqa: N806
     if len(y_w) < min_stops:
         return Health(ROOTCAUSE, version, None, len(y_w), floor, False,
@@ -213,8 +235,9 @@ def champion_health(tables: Mapping[str, pd.DataFrame], *, registry: Registry, e
 
 
 def score_stops(tables: Mapping[str, pd.DataFrame], *, registry: Registry, start: dt.datetime,
-                end: dt.datetime) -> pd.DataFrame:
-    """The champion's predictions for the stops that started in ``[start, end)``.
+                end: dt.datetime, features: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The champion's predictions for the stops that started in ``[start, end)`` (``features``:
+    :func:`model_features` of ``tables`` when the caller has them already).
 
     Returns
     -------
@@ -230,9 +253,8 @@ def score_stops(tables: Mapping[str, pd.DataFrame], *, registry: Registry, start
     champ = registry.load(ROOTCAUSE, version=version)
     starts = pd.to_datetime(downtime["time_start"], utc=True)
     day = downtime[(starts >= pd.Timestamp(start)) & (starts < pd.Timestamp(end))]
-    features = stop_features(downtime, telemetry=tables.get("machine_telemetry"),
-                             machine_states=tables.get("machine_states"),
-                             scrap_events=tables.get("scrap_events"))
+    if features is None:
+        features = model_features(tables)
     return predict_stops(champ.model, features, day, model_version=f"{ROOTCAUSE}/v{version}")
 
 

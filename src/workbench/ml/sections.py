@@ -59,9 +59,9 @@ import pandas as pd
 
 from workbench.errors import MLError
 from workbench.ml import forecast as yf
-from workbench.ml.features import TELEMETRY_METRICS, hourly_features, stop_features
+from workbench.ml.features import TELEMETRY_METRICS, hourly_features
 from workbench.ml.registry import CHAMPION, LoadedModel, ModelVersion, Registry, default_tracking_uri
-from workbench.ml.retrain import ROOTCAUSE, classification_metrics
+from workbench.ml.retrain import ROOTCAUSE, classification_metrics, model_features
 from workbench.ml.rootcause import (
     RootCauseClassifier,
     fault_code_baseline,
@@ -282,14 +282,9 @@ def _quiet() -> Iterator[None]:
 
 
 def stop_features_as_trained(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Stop features built the way :mod:`workbench.ml.retrain` builds the champion's training rows:
-    downtime_events with machine_telemetry, machine_states and scrap_events (whichever are given)."""
-    downtime = _table(tables, "downtime_events")
-    if downtime is None:
-        raise MLError("no downtime_events: nothing to build stop features from")
-    return stop_features(downtime, telemetry=_table(tables, "machine_telemetry"),
-                         machine_states=_table(tables, "machine_states"),
-                         scrap_events=_table(tables, "scrap_events"))
+    """Stop features built the way :mod:`workbench.ml.retrain` builds the champion's training rows
+    (:func:`workbench.ml.retrain.model_features`)."""
+    return model_features(tables)
 
 
 def _holdout_text(card: ModelVersion) -> str:
