@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import psycopg
@@ -24,6 +25,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 PG_URL = os.environ.get("WORKBENCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: A server with TimescaleDB preloaded, for the TimescaleDB modes (else the test server, if it has it).
+TIMESCALE_URL = os.environ.get("WORKBENCH_TEST_TIMESCALE_URL")
 
 
 def _pg_or_fail() -> str:
@@ -73,31 +76,103 @@ def pg_url() -> str:
     return _pg_or_fail()
 
 
+@contextmanager
+def _fresh_schema(url: str) -> Iterator[str]:
+    name = f"wb_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options={quote(f'-csearch_path={name}')}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            # TimescaleDB: a policy job running while its hypertable is dropped (or while another
+            # job is deleted in the same transaction) deadlocks; delete_job, one per transaction,
+            # waits for the run instead.
+            ext = conn.execute("SELECT extnamespace::regnamespace::text FROM pg_extension "
+                               "WHERE extname = 'timescaledb'").fetchone()
+            if ext is not None:
+                jobs = conn.execute("SELECT job_id FROM timescaledb_information.jobs "
+                                    "WHERE hypertable_schema = %s", (name,)).fetchall()
+                for (job_id,) in jobs:
+                    conn.execute(f"SELECT {ext[0]}.delete_job(%s)", (job_id,))
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
 @pytest.fixture
 def pg_schema_url(pg_url: str) -> Iterator[str]:
     """A URL whose search_path is a fresh, empty schema (dropped after the test)."""
-    name = f"wb_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    sep = "&" if "?" in pg_url else "?"
-    yield f"{pg_url}{sep}options={quote(f'-csearch_path={name}')}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {name} CASCADE")
+    with _fresh_schema(pg_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def timescale_url() -> str:
+    """A server where TimescaleDB is usable (preloaded, licence ``timescale``).
+
+    ``WORKBENCH_TEST_TIMESCALE_URL`` (a failure when set but unusable), else the test server when
+    it has TimescaleDB; skipped with the reason otherwise (CI has plain PostgreSQL).
+    """
+    from workbench.store import timescale
+
+    url = TIMESCALE_URL or PG_URL
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            support = timescale.probe(conn, url)
+    except psycopg.OperationalError as exc:
+        support = timescale.Support(False, f"not reachable: {exc}")
+    if not support.usable:
+        msg = f"no usable TimescaleDB at {url.rsplit('@', 1)[-1]}: {support.reason}"
+        if TIMESCALE_URL:
+            pytest.fail(msg)
+        pytest.skip(msg + " (WORKBENCH_TEST_TIMESCALE_URL names a server that has it)")
+    return url
+
+
+@pytest.fixture
+def ts_schema_url(timescale_url: str) -> Iterator[str]:
+    """As ``pg_schema_url``, on the TimescaleDB server."""
+    with _fresh_schema(timescale_url) as url:
+        yield url
+
+
+def _open_test_warehouse(request: pytest.FixtureRequest, tmp_path, variant: str) -> Warehouse:
+    """An initialised, empty warehouse of one variant.
+
+    ``duckdb``; ``postgres`` (the test server, ``off``); ``postgres-auto`` (the test server,
+    ``auto``); ``timescale-on`` / ``timescale-auto`` (the TimescaleDB server, skipped where there
+    is none).
+    """
+    if variant == "duckdb":
+        wh: Warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    elif variant.startswith("timescale-"):
+        wh = PostgresWarehouse(request.getfixturevalue("ts_schema_url"), timescale=variant.split("-")[1])
+    else:
+        mode = "auto" if variant == "postgres-auto" else "off"
+        wh = PostgresWarehouse(request.getfixturevalue("pg_schema_url"), timescale=mode)
+    try:
+        wh.init_schema()
+    except BaseException:
+        wh.close()
+        raise
+    return wh
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def warehouse(request: pytest.FixtureRequest, tmp_path) -> Iterator[Warehouse]:
     """An initialised, empty warehouse on each engine."""
-    if request.param == "duckdb":
-        wh: Warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-        wh = PostgresWarehouse(url, timescale="off")
-    wh.init_schema()
+    wh = _open_test_warehouse(request, tmp_path, request.param)
     try:
         yield wh
     finally:
         wh.close()
+
+
+@pytest.fixture
+def open_variant(request: pytest.FixtureRequest, tmp_path):
+    """``open_variant(variant)``: an initialised, empty warehouse of that variant (see
+    ``_open_test_warehouse``), for fixtures that parametrise more variants; the caller closes it."""
+    return lambda variant: _open_test_warehouse(request, tmp_path, variant)
 
 
 # -- simulated plants, simulated once per session -------------------------------------------

@@ -633,10 +633,9 @@ def doctor_checks() -> list[tuple[str, bool, str]]:
         return checks
     try:
         with open_warehouse(settings, read_only=settings.engine == "duckdb") as wh:
-            version = wh.schema_version()
+            status = wh.schema_status()
             checks.append((f"warehouse ({wh.engine})", True, wh.location))
-            checks.append(("schema", version is not None,
-                           f"version {version}" if version else "not initialised — run `workbench db init`"))
+            checks.append(("schema", status.ok, status.detail))
             if isinstance(wh, PostgresWarehouse):
                 ts = wh.timescale_available()
                 checks.append(("timescaledb extension", True,

@@ -19,15 +19,13 @@ Conventions
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
 
 from workbench.errors import SchemaError
-
-SCHEMA_VERSION = 1
 
 ColumnType = Literal["text", "int", "bigint", "double", "bool", "timestamptz", "date", "json"]
 OnConflict = Literal["ignore", "update"]
@@ -422,6 +420,64 @@ def schema_version_sql() -> str:
     """DDL of the table recording which schema versions were applied."""
     return ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
             "applied_at TIMESTAMPTZ NOT NULL)")
+
+
+# ---------------------------------------------------------------------------------------------
+# schema versions
+
+
+Engine = Literal["duckdb", "postgres"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One change of the canonical schema, applied to warehouses created before it.
+
+    A new warehouse is created from the table definitions above (which already hold every change)
+    and records every version at once; an existing one runs the migrations after its version,
+    each in a transaction of its own that also records it (see ``workbench.store.migrations``).
+
+    Attributes
+    ----------
+    version : int
+        Consecutive, starting at 1.
+    description : str
+        What changes, for people (it names the step when it fails).
+    statements : callable
+        ``statements(engine)`` returns the DDL for ``"duckdb"`` or ``"postgres"``. Write it so it
+        can run twice (``IF NOT EXISTS``).
+    """
+
+    version: int
+    description: str
+    statements: Callable[[Engine], list[str]]
+
+
+def add_column(table_name: str, column: str) -> Callable[[Engine], list[str]]:
+    """The DDL adding ``table_name.column``, typed from its definition in :data:`TABLES`.
+
+    To add a column: add it to the table above (nullable), then append
+    ``Migration(<next>, "<table>.<column>", add_column("<table>", "<column>"))`` to
+    :data:`MIGRATIONS`.
+    """
+    col = table(table_name).column(column)
+    if not col.nullable:
+        raise SchemaError(f"{table_name}.{column}: a column added to existing rows must be nullable")
+
+    def statements(engine: Engine) -> list[str]:
+        types = _DUCKDB_TYPES if engine == "duckdb" else _POSTGRES_TYPES
+        return [f"ALTER TABLE {table_name} ADD COLUMN IF NOT EXISTS {_column_ddl(col, types)}"]
+
+    return statements
+
+
+#: The canonical schema's history, oldest first. Version 1 is the schema as first released.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the canonical tables", lambda engine: []),
+)
+
+#: The current schema version (the last migration's).
+SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 # ---------------------------------------------------------------------------------------------

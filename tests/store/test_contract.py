@@ -1,9 +1,13 @@
-"""The warehouse contract, run against the embedded DuckDB file and a real PostgreSQL server."""
+"""The warehouse contract, run against the embedded DuckDB file and a real PostgreSQL server:
+plain (``off``), and TimescaleDB (``on``) where a server has it preloaded (skipped with the reason
+elsewhere). ``auto`` runs a representative subset (on plain PostgreSQL it is the plain path again)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
+from collections.abc import Iterator
 
 import pandas as pd
 import polars as pl
@@ -15,6 +19,21 @@ from workbench.errors import SchemaError, StoreError
 from workbench.store import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 UTC = dt.UTC
+
+#: Every test: DuckDB, PostgreSQL ``off``, TimescaleDB ``on``.
+VARIANTS = ["duckdb", "postgres", "timescale-on"]
+#: The subset that also runs in ``auto``, on the test server and on the TimescaleDB server.
+with_auto = pytest.mark.parametrize("warehouse", [*VARIANTS, "postgres-auto", "timescale-auto"], indirect=True)
+
+
+@pytest.fixture(params=VARIANTS)
+def warehouse(request: pytest.FixtureRequest, open_variant) -> Iterator[Warehouse]:
+    """An initialised, empty warehouse of each variant (see ``conftest.open_variant``)."""
+    wh = open_variant(request.param)
+    try:
+        yield wh
+    finally:
+        wh.close()
 T0 = pd.Timestamp("2026-11-01T05:00:00Z")
 
 
@@ -60,6 +79,7 @@ def content(wh: Warehouse, table: str) -> pd.DataFrame:
     return wh.read(table).reset_index(drop=True)
 
 
+@with_auto
 def test_init_schema_is_idempotent_and_versioned(warehouse: Warehouse) -> None:
     warehouse.init_schema()
     warehouse.init_schema()
@@ -88,6 +108,7 @@ def test_roundtrip_keeps_values_and_types(warehouse: Warehouse) -> None:
     assert sorted(back.column("value").to_pylist()) == sorted(tel["value"].tolist())
 
 
+@with_auto
 def test_reloading_the_same_rows_is_a_no_op(warehouse: Warehouse) -> None:
     first = {
         "machines": warehouse.write("machines", machines()),
@@ -188,6 +209,7 @@ def test_read_filters_by_time_and_machine(warehouse: Warehouse) -> None:
         warehouse.read("machine_telemetry", columns=["time; DROP TABLE machines"])
 
 
+@with_auto
 def test_failed_transaction_writes_nothing(warehouse: Warehouse) -> None:
     with pytest.raises(RuntimeError), warehouse.transaction():
         warehouse.write("machines", machines())
@@ -237,6 +259,7 @@ def test_dates_and_booleans_roundtrip(warehouse: Warehouse) -> None:
     assert got["planned"].tolist() == [False, True]  # ordered by code
 
 
+@with_auto
 def test_production_hourly_view(warehouse: Warehouse) -> None:
     events = pd.DataFrame({
         "time": [T0 + pd.Timedelta(minutes=m) for m in (1, 2, 61)],
@@ -284,17 +307,50 @@ def test_timescale_on_without_the_extension_is_a_clear_error(pg_schema_url: str)
     with PostgresWarehouse(pg_schema_url, timescale="on") as wh:
         if wh.timescale_available():
             pytest.skip("this server has TimescaleDB; the refusal path cannot be shown here")
-        with pytest.raises(StoreError, match="timescaledb extension is not available"):
+        with pytest.raises(StoreError, match="timescaledb extension is not available.*shared_preload_libraries"
+                                             ".*Nothing was changed"):
             wh.init_schema()
+        assert wh.schema_version() is None  # refused before any change
+        assert wh.query("SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()")["n"][0] == 0
+
+
+def _assert_plain(wh: PostgresWarehouse) -> None:
+    layout = wh.layout()
+    assert not layout.hypertables and not layout.aggregate and layout.view
+    assert not any(s.startswith("timescale.") for s in layout.recorded)
+    idx = wh.query("SELECT indexname FROM pg_indexes WHERE tablename = 'machine_telemetry' "
+                   "AND schemaname = current_schema()")
+    assert "machine_telemetry_machine_id_time_idx" in set(idx["indexname"])
+    status = wh.schema_status()
+    assert status.ok and "plain PostgreSQL" in status.detail, status.detail
 
 
 @pytest.mark.postgres
 def test_plain_postgres_gets_indexes_and_no_hypertables(pg_schema_url: str) -> None:
-    with PostgresWarehouse(pg_schema_url, timescale="auto") as wh:
+    with PostgresWarehouse(pg_schema_url, timescale="off") as wh:
         wh.init_schema()
-        idx = wh.query("SELECT indexname FROM pg_indexes WHERE tablename = 'machine_telemetry' "
-                       "AND schemaname = current_schema()")
-        assert "machine_telemetry_machine_id_time_idx" in set(idx["indexname"])
+        _assert_plain(wh)
+
+
+@pytest.mark.postgres
+def test_off_on_a_timescale_server_builds_no_hypertables(ts_schema_url: str) -> None:
+    with PostgresWarehouse(ts_schema_url, timescale="off") as wh:
+        wh.init_schema()
+        _assert_plain(wh)
+        assert wh.layout().extension_schema is not None  # the server has it; this warehouse does not use it
+
+
+@pytest.mark.postgres
+def test_auto_without_timescaledb_is_a_plain_warehouse_and_says_why(pg_schema_url: str, caplog) -> None:
+    with PostgresWarehouse(pg_schema_url, timescale="auto") as wh:
+        support = wh.timescale_support()
+        if support.usable:
+            pytest.skip(f"this server has TimescaleDB ({support.reason}); auto uses it here")
+        with caplog.at_level(logging.INFO, logger="workbench.store.timescale"):
+            wh.init_schema()
+        assert wh.uses_timescale() is False
+        assert support.reason in caplog.text and "plain PostgreSQL instead" in caplog.text
+        _assert_plain(wh)
 
 
 def test_unreachable_postgres_is_a_store_error() -> None:

@@ -55,6 +55,22 @@ class WriteResult:
     unchanged: int
 
 
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What :meth:`Warehouse.schema_status` found.
+
+    Attributes
+    ----------
+    ok : bool
+        The schema is complete, current and what the settings ask for.
+    detail : str
+        What it is (version, engine layout) and, when not ok, what is missing and what to run.
+    """
+
+    ok: bool
+    detail: str
+
+
 def to_arrow(data: Frame, *, where: str = "input") -> pa.Table:
     """Convert a pandas / polars / Arrow frame to an Arrow table without copying where possible."""
     if isinstance(data, pa.Table):
@@ -331,6 +347,17 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def schema_version(self) -> int | None:
         """The highest applied schema version, or ``None`` before :meth:`init_schema`."""
+
+    def schema_status(self) -> SchemaStatus:
+        """What the schema really is, for ``workbench doctor``: its version and (PostgreSQL)
+        whether it is plain or TimescaleDB, and whether anything is missing."""
+        version = self.schema_version()
+        if version is None:
+            return SchemaStatus(False, "not initialised — run `workbench db init`")
+        if version < schema.SCHEMA_VERSION:
+            return SchemaStatus(False, f"version {version}, {schema.SCHEMA_VERSION} is current — "
+                                "run `workbench db init`")
+        return SchemaStatus(True, f"version {version}")
 
     @property
     @abc.abstractmethod

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from workbench import schema
 from workbench.errors import StoreError
-from workbench.store import locks
+from workbench.store import locks, migrations
 from workbench.store.base import (
     PRODUCTION_HOURLY_VIEW,
     Frame,
@@ -128,19 +128,37 @@ class DuckDBWarehouse(Warehouse):
 
     # -- schema ------------------------------------------------------------------------------
     def init_schema(self) -> None:
+        """Create what is missing and bring an older warehouse to the current schema version.
+
+        A new file gets every table from the current definitions and records every version; an
+        existing one runs each missing migration in a transaction of its own that also records
+        it (a failure names the statement and leaves the version where it was).
+        """
         with self.transaction():
-            for tbl in schema.tables():
-                self._run(schema.create_table_sql(tbl, "duckdb"))
             self._run(schema.schema_version_sql())
+            applied = self.schema_version()
+            for tbl in schema.tables():  # a table added to the schema appears in older files too
+                self._run(schema.create_table_sql(tbl, "duckdb"))
             self._run(
                 f"CREATE OR REPLACE VIEW {PRODUCTION_HOURLY_VIEW} AS "
                 + production_hourly_sql("time_bucket(INTERVAL '1 hour', time)")
             )
-            self._run(
-                "INSERT INTO schema_version SELECT ?, ? WHERE NOT EXISTS "
-                "(SELECT 1 FROM schema_version WHERE version = ?)",
-                [schema.SCHEMA_VERSION, dt.datetime.now(dt.UTC), schema.SCHEMA_VERSION],
-            )
+            if applied is None:
+                for migration in schema.MIGRATIONS:
+                    self._run(migrations.record_version_sql("duckdb"),
+                              [migration.version, dt.datetime.now(dt.UTC)])
+        for migration in migrations.pending(applied):
+            statement = ""
+            try:
+                with self.transaction():
+                    for statement in migration.statements("duckdb"):
+                        self._run(statement)
+                    statement = f"recording version {migration.version}"
+                    self._run(migrations.record_version_sql("duckdb"),
+                              [migration.version, dt.datetime.now(dt.UTC)])
+            except duckdb.Error as exc:
+                raise migrations.step_error(f"version {migration.version}: {migration.description}",
+                                            statement, exc) from None
 
     def schema_version(self) -> int | None:
         exists = self._run(
