@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 # (written to reports/outbox/ unless WORKBENCH_SMTP_HOST is set).
 demo: venv
 	$(BIN)/workbench demo
+	$(BIN)/workbench run retrain --force
 	$(BIN)/workbench run daily_report
 
 # The sync path reads configured names and fetched values: no SQL of it may be built from text

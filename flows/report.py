@@ -101,13 +101,15 @@ def draw_charts(summary) -> reports.EmailCharts:
 
 @task(name="send-email", retries=2, retry_delay_seconds=30)
 def send_email(pipeline: Pipeline, data: runs.RunData, summary, report: reports.ReportResult,
-               warnings: list[str], images: reports.EmailCharts | None = None) -> reports.DeliveryResult:
+               warnings: list[str], images: reports.EmailCharts | None = None,
+               sections: list[reports.SectionResult] | None = None) -> reports.DeliveryResult:
     settings = config.settings()
     message = reports.compose_daily_email(
         summary, report=report, report_url=runs.report_url(settings, pipeline, data.day), warnings=warnings,
         sender=settings.mail_from, recipients=list(pipeline.email.recipients),  # type: ignore[union-attr]
         subject_prefix=pipeline.email.subject_prefix, images=images,  # type: ignore[union-attr]
-        source_warnings=data.summary.get("source_warnings", ()))  # type: ignore[arg-type]
+        source_warnings=data.summary.get("source_warnings", ()),  # type: ignore[arg-type]
+        ml_sections=runs.ml_sections(sections or []))
     marker = runs.run_dir(settings, pipeline, data.day) / "email.sent.json"
     return reports.deliver(message, settings=settings, outbox=settings.reports_path / "outbox", marker=marker)
 
@@ -165,7 +167,8 @@ def daily_report(pipeline: str = "daily_report", date: str | None = None,
     delivery = None
     if p.email is not None:
         images = drawn.result() if drawn is not None else draw_charts(summary)
-        delivery = send_email.with_options(retries=p.retries)(p, data, summary, report, warnings, images)
+        delivery = send_email.with_options(retries=p.retries)(p, data, summary, report, warnings, images,
+                                                             sections)
         logger.info("e-mail: %s %s", delivery.method, delivery.path or "")
     logger.info("report: %s", report.index_html)
     _publish(p, day, str(meta["title"]), summary, sections, report, delivery)

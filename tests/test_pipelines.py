@@ -71,6 +71,16 @@ def test_schedule_is_plant_time_across_dst(tmp_path: Path) -> None:
         (('cron: "0 5 * * *"', "timezone: UTC"), "either cron"),
         (('cron: "0 5 * * *"', "interval: soon"), "must look like 30s, 5m or 2h"),
         (('cron: "0 5 * * *"', "interval: 2s"), "shorter than 5s"),
+        (("parameters: {days: 1}", "parameters: {days: 1}\nextract: {telemetry: {days_before: 7}}"),
+         "extract.telemetry is not a table of the warehouse"),
+        (("parameters: {days: 1}", "parameters: {days: 1}\nextract: {work_orders: {days_before: 7}}"),
+         "extract.work_orders has no time column: it is always copied whole"),
+        (("parameters: {days: 1}", "parameters: {days: 1}\nextract: {machine_telemetry: {days_before: -1}}"),
+         "extract.machine_telemetry.days_before must be a whole number of days ≥ 0, got -1"),
+        (("parameters: {days: 1}", "parameters: {days: 1}\nextract: {machine_telemetry: {days: 7}}"),
+         "extract.machine_telemetry: unknown key(s) days"),
+        (("parameters: {days: 1}", "parameters: {days: 1}\nextract: {machine_telemetry: {}}"),
+         "extract.machine_telemetry needs days_before and/or days_after"),
     ],
 )
 def test_bad_pipelines_are_errors_naming_file_and_key(tmp_path: Path, change, message: str) -> None:
@@ -105,7 +115,58 @@ def test_the_projects_pipelines_load() -> None:
     assert {"daily_report", "hourly_oee"} <= set(found)
     daily = found["daily_report"]
     assert daily.cron == "0 5 * * *" and daily.email is not None
-    assert {n.name for n in daily.notebooks} == {"daily_summary", "oee", "pareto", "spc", "reliability"}
+    assert {n.name for n in daily.notebooks} == {"daily_summary", "oee", "pareto", "spc", "reliability",
+                                                 "root_cause", "anomalies", "yield_forecast"}
+
+
+def test_the_extract_block_sets_a_range_per_table(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + "baseline_days: 10\nextract:\n  machine_telemetry: {days_before: 7}\n"
+                                  "  shift_calendar: {days_after: 8}\n")
+    p = load(path, tmp_path)
+    assert p.extract_range("machine_telemetry") == pipelines.ExtractRange(7, 0)
+    assert p.extract_range("shift_calendar") == pipelines.ExtractRange(10, 8)  # days_before: baseline_days
+    assert p.extract_range("downtime_events") == pipelines.ExtractRange(10, 0)
+    from workbench import runs
+
+    start = dt.datetime(2026, 11, 4, 6, tzinfo=ZoneInfo("America/Chicago"))
+    ranges = runs.extract_ranges(p, start=start, end=start + dt.timedelta(days=1))
+    assert ranges["machine_telemetry"] == (start - dt.timedelta(days=7), start + dt.timedelta(days=1))
+    assert ranges["shift_calendar"] == (start - dt.timedelta(days=10), start + dt.timedelta(days=9))
+    assert ranges["work_orders"] == (None, None) and ranges["oee_hourly"][0] == start - dt.timedelta(days=10)
+    assert "machine_telemetry" in ranges and "machine_telemetry" not in runs.EXTRACT_TABLES
+    path = write(tmp_path, GOOD.replace("kind: report", "kind: oee_rollup") + "extract: {}\n")
+    with pytest.raises(ConfigError, match="an extract block belongs to a report pipeline"):
+        load(path, tmp_path)
+
+
+#: What each model notebook reads before (and after) the report day, by its parameters — the
+#: extract of a pipeline that runs it must hold at least that (else the notebook would see a
+#: shorter history than it says, silently).
+NOTEBOOK_READS = {
+    "root_cause": {t: ("history_days", None) for t in ("downtime_events", "machine_states")},
+    "anomalies": {"machine_telemetry": ("train_days", None),
+                  **{t: ("history_days", None) for t in ("production_events", "scrap_events", "downtime_events",
+                                                         "machine_states", "quality_measurements")}},
+    "yield_forecast": {"production_events": ("history_days", None),
+                       **{t: ("history_days", "horizon") for t in ("shift_calendar", "planned_stops")}},
+}
+
+
+def test_the_projects_extracts_hold_what_their_model_notebooks_read() -> None:
+    from workbench import reports
+
+    checked = 0
+    for pipeline in pipelines.load_all(ROOT, default_timezone="America/Chicago").values():
+        for spec in pipeline.notebooks:
+            params = reports.complete_parameters(spec.path, pipeline.notebook_parameters(
+                spec, date="2026-11-20", warehouse="data/extract.duckdb"))
+            for table, (before, after) in NOTEBOOK_READS.get(spec.name, {}).items():
+                span = pipeline.extract_range(table)
+                assert span.days_before >= params[before], (pipeline.name, spec.name, table)
+                if after:  # the notebook reads up to horizon + 1 days after the day's end
+                    assert span.days_after >= params[after] + 1, (pipeline.name, spec.name, table)
+                checked += 1
+    assert checked >= 10
 
 
 def test_every_parameter_a_pipeline_passes_exists_in_its_notebook() -> None:

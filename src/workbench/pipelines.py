@@ -26,14 +26,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, SchemaError
 
 KINDS = ("report", "oee_rollup", "machinemetrics_sync", "erp_sync", "retrain")
 #: Pipeline kind → the source it syncs.
 SYNC_SOURCES = {"machinemetrics_sync": "machinemetrics", "erp_sync": "erp"}
 _TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "email", "thresholds",
              "concurrency", "retries", "baseline_days", "lookback_hours", "enabled", "notify_on_failure",
-             "sync", "retrain"}
+             "sync", "retrain", "extract"}
+_EXTRACT_KEYS = {"days_before", "days_after"}
 _RETRAIN_KEYS = {"train_days", "holdout_days", "weekly_on", "trigger_days", "score_days", "rootcause"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SYNC_KEYS = {"overlap", "initial_backfill", "chunk", "page_size", "request_timeout_s", "workers",
@@ -100,6 +101,49 @@ class SyncSpec:
     workers: int = 4
     machines: tuple[str, ...] = ()
     entities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtractRange:
+    """Days of one table a report run copies into its extract, around the report day.
+
+    Attributes
+    ----------
+    days_before : int
+        Days before the report day's start.
+    days_after : int
+        Days after its end (the coming week's shifts and planned stops for a forecast).
+    """
+
+    days_before: int
+    days_after: int = 0
+
+
+def _extract_ranges(where: str, raw: Any, *, baseline_days: int) -> dict[str, ExtractRange]:
+    from workbench import schema
+
+    data = _mapping(f"{where}: extract", raw)
+    ranges = {}
+    for name, spec in data.items():
+        try:
+            tbl = schema.table(str(name))
+        except SchemaError:
+            raise ConfigError(f"{where}: extract.{name} is not a table of the warehouse") from None
+        if tbl.time_column is None:
+            raise ConfigError(f"{where}: extract.{name} has no time column: it is always copied whole")
+        body = _mapping(f"{where}: extract.{name}", spec)
+        _unknown(f"{where}: extract.{name}", body, _EXTRACT_KEYS)
+        if not body:
+            raise ConfigError(f"{where}: extract.{name} needs days_before and/or days_after")
+        values = {"days_before": baseline_days, "days_after": 0}
+        for key in _EXTRACT_KEYS & set(body):
+            value = body[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3660:
+                raise ConfigError(f"{where}: extract.{name}.{key} must be a whole number of days ≥ 0, "
+                                  f"got {value!r}")
+            values[key] = value
+        ranges[str(name)] = ExtractRange(**values)
+    return ranges
 
 
 @dataclass(frozen=True)
@@ -227,6 +271,12 @@ class Pipeline:
     notify_on_failure: tuple[str, ...] = ()
     sync: SyncSpec | None = None
     retrain: RetrainSpec | None = None
+    extract: dict[str, ExtractRange] = field(default_factory=dict)
+
+    def extract_range(self, table: str) -> ExtractRange:
+        """Days of ``table`` a report run's extract holds: its ``extract:`` entry, else
+        ``baseline_days`` before the report day."""
+        return self.extract.get(table, ExtractRange(self.baseline_days))
 
     @property
     def sync_source(self) -> str | None:
@@ -404,12 +454,16 @@ def load_pipeline(path: Path, *, home: Path, default_timezone: str) -> Pipeline:
     if "retrain" in data and kind != "retrain":
         raise ConfigError(f"{where}: a retrain block belongs to a retrain pipeline")
     retrain = _retrain_spec(where, data.get("retrain")) if kind == "retrain" else None
+    if "extract" in data and kind != "report":
+        raise ConfigError(f"{where}: an extract block belongs to a report pipeline")
+    baseline_days = positive_int("baseline_days", 14)
+    extract = _extract_ranges(where, data.get("extract"), baseline_days=baseline_days)
 
     return Pipeline(
         name=path.stem, source=path, sync=sync, retrain=retrain, kind=kind, cron=cron, timezone=tz,
         description=str(data.get("description", "")), parameters=dict(common), notebooks=tuple(notebooks),
         email=email, thresholds=(good, watch), concurrency=max(1, positive_int("concurrency", 2)),
-        retries=positive_int("retries", 2), baseline_days=positive_int("baseline_days", 14),
+        retries=positive_int("retries", 2), baseline_days=baseline_days, extract=extract,
         lookback_hours=max(1, positive_int("lookback_hours", 26)), enabled=bool(data.get("enabled", True)),
         interval=interval, notify_on_failure=tuple(_addresses(f"{where}: notify_on_failure",
                                                                  data.get("notify_on_failure"))),

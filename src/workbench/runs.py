@@ -26,6 +26,7 @@ from workbench.sources import health
 from workbench.store import DuckDBWarehouse, open_warehouse
 
 if TYPE_CHECKING:
+    from workbench.ml.records import MLSection
     from workbench.reports.execute import SectionResult
     from workbench.summary import DailySummary
 
@@ -125,14 +126,38 @@ def prepare_data(settings: Settings, pipeline: Pipeline, day: dt.date) -> RunDat
         health.check_sources(wh, settings)
         source_warnings = health.stale_notices(wh, start=start, end=end)
         extract = run_dir(settings, pipeline, day) / "data" / "extract.duckdb"
-        copied = wh.export_extract(extract, tables=EXTRACT_TABLES,
-                                   start=start - dt.timedelta(days=pipeline.baseline_days), end=end)
+        ranges = extract_ranges(pipeline, start=start, end=end)
+        copied = wh.export_extract(extract, tables=list(ranges), ranges=ranges)
         source = wh.location
+    usual = (start - dt.timedelta(days=pipeline.baseline_days), end)
     return RunData(day, start, end, extract, {
         "source": source, "rows": copied, "report_start": start.isoformat(), "report_end": end.isoformat(),
-        "extract_start": (start - dt.timedelta(days=pipeline.baseline_days)).isoformat(),
+        "extract_start": usual[0].isoformat(),
+        # the tables whose range differs from extract_start – report_end
+        "extract_ranges": {name: [lo.isoformat(), hi.isoformat()] for name, (lo, hi) in ranges.items()
+                           if lo is not None and hi is not None and (lo, hi) != usual},
         "source_warnings": source_warnings,
     })
+
+
+def extract_ranges(pipeline: Pipeline, *, start: dt.datetime, end: dt.datetime
+                   ) -> dict[str, tuple[dt.datetime | None, dt.datetime | None]]:
+    """Each table of a run's extract and the range of its rows (None, None: the whole table).
+
+    :data:`EXTRACT_TABLES` plus the tables of the pipeline's ``extract:`` block; a table's rows
+    from ``days_before`` before the report day's ``start`` (default ``baseline_days``) to
+    ``days_after`` after its ``end`` (default 0).
+    """
+    from workbench import schema
+
+    out: dict[str, tuple[dt.datetime | None, dt.datetime | None]] = {}
+    for name in (*EXTRACT_TABLES, *(t for t in pipeline.extract if t not in EXTRACT_TABLES)):
+        if schema.table(name).time_column is None:
+            out[name] = (None, None)
+            continue
+        span = pipeline.extract_range(name)
+        out[name] = (start - dt.timedelta(days=span.days_before), end + dt.timedelta(days=span.days_after))
+    return out
 
 
 def run_notebook(settings: Settings, pipeline: Pipeline, spec: NotebookSpec, data: RunData, *,
@@ -208,6 +233,29 @@ def daily_summary(settings: Settings, pipeline: Pipeline, data: RunData,
         return jobs.daily_summary_from(wh, day=data.day, tz=settings.plant_timezone,
                                        thresholds=pipeline.thresholds,
                                        micro_stop_threshold_s=settings.micro_stop_threshold_s)
+
+
+def ml_sections(sections: Sequence[SectionResult]) -> list[MLSection]:
+    """The model sections the run's notebooks kept for the e-mail, in the e-mail's order.
+
+    "Likely causes of uncoded stops", "anomalies needing a look", "the week ahead"
+    (:data:`workbench.ml.records.MAIL_RECORDS`), from the sections that ran to the end; a
+    pipeline without those notebooks has none. A failed notebook's section is left out (the
+    e-mail's warnings name the failed section); an unreadable record is logged and left out.
+    """
+    from workbench.ml.records import MAIL_RECORDS, MLSection
+
+    found: dict[str, MLSection] = {}
+    for section in sections:
+        if not section.ok:
+            continue
+        for name in MAIL_RECORDS:
+            if name in section.records and name not in found:
+                try:
+                    found[name] = MLSection.from_record(section.records[name])  # type: ignore[arg-type]
+                except WorkbenchError as exc:
+                    log.warning("section %s: its %s record is unreadable: %s", section.name, name, exc)
+    return [found[name] for name in MAIL_RECORDS if name in found]
 
 
 def notify_failure(settings: Settings, pipeline: Pipeline, *, run_name: str, error: str,

@@ -11,14 +11,19 @@ registers a challenger only when asked. In a report run the sections are kept fo
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import json
+import os
+import shutil
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
+import yaml
 
-from workbench import config
+from workbench import config, runs
 from workbench.demo import load_plant
 from workbench.ml import sections
 from workbench.ml.registry import Registry
@@ -112,9 +117,53 @@ def test_root_cause_without_a_champion_says_how_to_get_one(warehouse, tmp_path, 
     assert not (tmp_path / "empty").exists(), "looking for a model creates no registry"
 
 
-def test_root_cause_with_a_champion_in_a_report_run(plant, warehouse, champion_uri, tmp_path, kernel_env) -> None:
-    kernel_env(MLFLOW_TRACKING_URI=champion_uri, **{config.REPORT_RUN_ENV: "1"})
-    book = execute("root_cause", tmp_path, warehouse=str(warehouse))
+@pytest.fixture(scope="module")
+def ml_project(warehouse, tmp_path_factory) -> Path:
+    """A project running the daily report's model sections (and the summary the e-mail needs) as
+    ``pipelines/daily_report.yaml`` configures them: notebooks, parameters, extract ranges."""
+    home = tmp_path_factory.mktemp("ml-project")
+    shutil.copytree(ROOT / "flows", home / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    (home / "notebooks").mkdir()
+    daily = yaml.safe_load((ROOT / "pipelines" / "daily_report.yaml").read_text())
+    daily["notebooks"] = [nb for nb in daily["notebooks"] if nb["name"] in (*SECTIONS, "daily_summary")]
+    daily.update(email={"recipients": ["manager@plant.example"]}, notify_on_failure=[], retries=0)
+    for nb in daily["notebooks"]:
+        shutil.copy(ROOT / nb["path"], home / nb["path"])
+    (home / "pipelines").mkdir()
+    (home / "pipelines" / "daily_report.yaml").write_text(yaml.safe_dump(daily))
+    (home / "data").mkdir()
+    shutil.copy(warehouse, home / "data" / "warehouse.duckdb")
+    return home
+
+
+SECTIONS = ("root_cause", "anomalies", "yield_forecast")
+
+
+@pytest.fixture(scope="module")
+def report_run(plant, ml_project, champion_uri, prefect_server) -> Path:
+    """The daily report flow of LAST_DAY on the project, with the champion's registry; its run folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("WORKBENCH_")]:
+            mp.delenv(key)
+        mp.setenv("WORKBENCH_HOME", str(ml_project))
+        mp.setenv("WORKBENCH_ENV_FILE", str(ml_project / ".env"))
+        mp.setenv("WORKBENCH_PLANT_TIMEZONE", TZ)
+        mp.setenv("MLFLOW_TRACKING_URI", champion_uri)  # the kernels inherit it
+        config.reset()
+        try:
+            state = runs.load_flows(ml_project).daily_report(date=LAST_DAY.isoformat(), return_state=True)
+        finally:
+            config.reset()
+    assert state.is_completed(), state.message
+    return ml_project / "reports" / "daily_report" / LAST_DAY.isoformat()
+
+
+def run_book(report_run: Path, name: str) -> nbformat.NotebookNode:
+    return nbformat.read(report_run / "notebooks" / f"{name}.ipynb", as_version=4)
+
+
+def test_root_cause_in_the_report_run_lists_each_uncoded_stop(plant, report_run) -> None:
+    book = run_book(report_run, "root_cause")
     check(book)
     text = printed(book)
     assert "root-cause model v1 (champion)" in text and "Likely causes of uncoded stops: shown" in text
@@ -131,9 +180,8 @@ def test_root_cause_with_a_champion_in_a_report_run(plant, warehouse, champion_u
     assert figures(book) == ["Why the model predicted each stop's cause"]
 
 
-def test_anomalies_notebook_shows_the_day_with_a_channel_chart(warehouse, tmp_path, kernel_env) -> None:
-    kernel_env(**{config.REPORT_RUN_ENV: "1"})
-    book = execute("anomalies", tmp_path, warehouse=str(warehouse))
+def test_anomalies_in_the_report_run_show_the_day_with_a_channel_chart(report_run) -> None:
+    book = run_book(report_run, "anomalies")
     check(book)
     kept = sections.MLSection.from_record(records_in(book)[sections.ANOMALIES_RECORD])
     assert kept.shown and "channels (machine × metric)" in kept.confidence
@@ -142,9 +190,8 @@ def test_anomalies_notebook_shows_the_day_with_a_channel_chart(warehouse, tmp_pa
     assert figures(book)[0] == "Anomalies of the day by machine" and 1 <= len(charts) <= 3
 
 
-def test_yield_forecast_notebook_shows_the_week_ahead(warehouse, tmp_path, kernel_env) -> None:
-    kernel_env(**{config.REPORT_RUN_ENV: "1"})
-    book = execute("yield_forecast", tmp_path, warehouse=str(warehouse))
+def test_yield_forecast_in_the_report_run_shows_the_week_ahead(report_run) -> None:
+    book = run_book(report_run, "yield_forecast")
     check(book)
     kept = sections.MLSection.from_record(records_in(book)[sections.WEEK_AHEAD_RECORD])
     assert kept.shown, kept.reason
@@ -152,9 +199,48 @@ def test_yield_forecast_notebook_shows_the_week_ahead(warehouse, tmp_path, kerne
     assert "relative MASE" in kept.confidence
     assert figures(book) == ["The week ahead: good per line, forecast with its interval",
                              "The week ahead: yield per line, forecast with its interval"]
-    short = execute("yield_forecast", tmp_path, warehouse=str(warehouse), history_days=14)
-    check(short)
-    assert "The week ahead: not shown, because the forecast needs at least 21 days" in printed(short)
+
+
+def test_the_extract_holds_each_table_over_the_range_its_notebooks_read(report_run) -> None:
+    day_start = dt.datetime.combine(LAST_DAY, dt.time(6), tzinfo=config.settings().tz)
+    with DuckDBWarehouse(report_run / "data" / "extract.duckdb", read_only=True) as extract:
+        first = {t: extract.query(f"SELECT min(time) AS t FROM {t}")["t"].iloc[0]
+                 for t in ("machine_telemetry", "production_events", "scrap_events")}
+    # telemetry: the anomalies' 7 training days; production: the forecast's 56 days (the whole
+    # 30-day plant); scrap: the usual 14 days
+    assert day_start - dt.timedelta(days=7) <= first["machine_telemetry"] < day_start - dt.timedelta(days=6)
+    assert first["production_events"] < day_start - dt.timedelta(days=28)
+    assert day_start - dt.timedelta(days=14) <= first["scrap_events"] < day_start - dt.timedelta(days=13)
+
+
+def test_the_email_says_what_the_models_say_with_their_confidence(report_run) -> None:
+    books = {name: run_book(report_run, name) for name in SECTIONS}
+    kept = {name: sections.MLSection.from_record(records_in(books[name])[record]) for name, record in
+            (("root_cause", sections.UNCODED_RECORD), ("anomalies", sections.ANOMALIES_RECORD),
+             ("yield_forecast", sections.WEEK_AHEAD_RECORD))}
+    marker = json.loads((report_run / "email.sent.json").read_text())
+    message = email.message_from_bytes(Path(marker["path"]).read_bytes(), policy=email.policy.default)
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    body = message.get_body(preferencelist=("html",)).get_content()
+    heads = [text.index(title) for title in (sections.UNCODED_TITLE, sections.ANOMALIES_TITLE,
+                                             sections.WEEK_AHEAD_TITLE)]
+    assert text.index("SPC:") < heads[0] < heads[1] < heads[2]
+    for section in kept.values():  # each with the confidence its notebook stated
+        assert section.shown and f">{section.title}</h2>" in body
+        assert " ".join(section.confidence.split()[:6]) in " ".join(text.split())
+    zone = config.settings().tz
+    stops = text[heads[0]:heads[1]]
+    blank = kept["root_cause"].table.query("kind == 'blank code'").head(8)
+    for row in blank.itertuples():  # machine, local start and predicted cause on one line
+        line = next(x for x in stops.splitlines() if x.strip().startswith(row.machine_id)
+                    and f"{row.time_start.tz_convert(zone):%a %H:%M}" in x)
+        assert row.predicted_category in line and f"{100 * row.predicted_confidence:.0f} %" in line
+    looks = text[heads[1]:heads[2]]
+    for row in kept["anomalies"].table.head(8).itertuples():
+        assert any(x.strip().startswith(row.machine_id) and row.what in x for x in looks.splitlines())
+    ahead = text[heads[2]:]
+    working = kept["yield_forecast"].table.query("scheduled")
+    assert sum(x.strip().startswith(("L1 ", "L2 ")) for x in ahead.splitlines()) == len(working)
 
 
 def test_train_models_changes_nothing_by_default_and_registers_when_asked(warehouse, tmp_path,

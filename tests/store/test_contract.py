@@ -302,6 +302,28 @@ def test_an_extract_holds_exactly_what_read_returns_for_its_range(warehouse: War
                                  start=dt.datetime(2026, 1, 1), end=None)
 
 
+def test_an_extract_copies_some_tables_over_a_range_of_their_own(warehouse: Warehouse, tmp_path) -> None:
+    # A report run's extract: a week of telemetry but the day of stops, say (see runs.extract_ranges).
+    warehouse.write("machines", machines())
+    warehouse.write("machine_telemetry", telemetry(120))  # T0 … T0 + 2 h, 2 machines
+    warehouse.write("downtime_events", downtime())  # starts T0 and T0 + 1 h
+    start, end = T0 + pd.Timedelta(minutes=90), T0 + pd.Timedelta(hours=2)
+    wide = (T0 + pd.Timedelta(minutes=30), end)
+    path = tmp_path / "ranges.duckdb"
+    copied = warehouse.export_extract(path, tables=["machines", "machine_telemetry", "downtime_events"],
+                                      start=start, end=end, ranges={"machine_telemetry": wide})
+    assert copied == {"machines": 3, "machine_telemetry": 180, "downtime_events": 0}
+    copied = warehouse.export_extract(path, tables=["machine_telemetry", "downtime_events"],
+                                      start=start, end=end, ranges={"downtime_events": (None, None)})
+    assert copied == {"machine_telemetry": 60, "downtime_events": 2}  # (None, None): the whole table
+    with DuckDBWarehouse(path, read_only=True) as extract:
+        pd.testing.assert_frame_equal(extract.read("machine_telemetry"),
+                                      warehouse.read("machine_telemetry", start=start, end=end))
+    with pytest.raises(StoreError, match="the range of downtime_events must be timezone-aware"):
+        warehouse.export_extract(tmp_path / "naive.duckdb", tables=["downtime_events"],
+                                 ranges={"downtime_events": (dt.datetime(2026, 1, 1), None)})
+
+
 @pytest.mark.postgres
 def test_timescale_on_without_the_extension_is_a_clear_error(pg_schema_url: str) -> None:
     with PostgresWarehouse(pg_schema_url, timescale="on") as wh:

@@ -49,8 +49,8 @@ import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,24 @@ import pandas as pd
 from workbench.errors import MLError
 from workbench.ml import forecast as yf
 from workbench.ml.features import TELEMETRY_METRICS, hourly_features
+from workbench.ml.records import (
+    ANOMALIES_TITLE,
+    ANOMALY_COLUMNS,
+    OK,
+    TIME_COLUMNS,
+    UNCODED_COLUMNS,
+    UNCODED_TITLE,
+    WEEK_AHEAD_COLUMNS,
+    WEEK_AHEAD_TITLE,
+    MLSection,
+    not_shown,
+    plain,
+)
+# The records' names, statuses and the result type, re-exported: a notebook imports `sections` only.
+from workbench.ml.records import ANOMALIES_RECORD as ANOMALIES_RECORD
+from workbench.ml.records import NOT_SHOWN as NOT_SHOWN
+from workbench.ml.records import UNCODED_RECORD as UNCODED_RECORD
+from workbench.ml.records import WEEK_AHEAD_RECORD as WEEK_AHEAD_RECORD
 from workbench.ml.registry import CHAMPION, LoadedModel, ModelVersion, Registry, default_tracking_uri
 from workbench.ml.retrain import ROOTCAUSE, classification_metrics, model_features
 from workbench.ml.rootcause import (
@@ -77,10 +95,6 @@ from workbench.ml.telemanom import (
     telemetry_anomalies,
 )
 
-UNCODED_RECORD = "ml_uncoded_stops"
-ANOMALIES_RECORD = "ml_anomalies"
-WEEK_AHEAD_RECORD = "ml_week_ahead"
-OK, NOT_SHOWN = "ok", "not shown"
 NO_MODEL = "no root-cause model in the registry yet — run `workbench run retrain --force`"
 #: What a deviation of each telemetry channel usually means on a machine tool: what to check,
 #: not a diagnosis.
@@ -91,132 +105,10 @@ METRIC_HINTS: dict[str, str] = {
     "drive_temp": "drive temperature off its predicted level: check the drive and its cooling",
     "spindle_load": "spindle load off its predicted level: check the tool and the process",
 }
-UNCODED_TITLE = "Likely causes of uncoded stops"
-ANOMALIES_TITLE = "Anomalies needing a look"
-WEEK_AHEAD_TITLE = "The week ahead"
-UNCODED_COLUMNS: tuple[str, ...] = (
-    "kind", "event_id", "machine_id", "time_start", "time_end", "duration_min", "fault_code",
-    "entered_category", "predicted_category", "predicted_confidence", "top_contributions")
-ANOMALY_COLUMNS: tuple[str, ...] = (
-    "source", "machine_id", "what", "time_start", "time_end", "detected_at", "score", "severity",
-    "likely_cause", "detail")
-WEEK_AHEAD_COLUMNS: tuple[str, ...] = (
-    "line", "day", "scheduled", "good", "good_low", "good_high", "produced", "produced_low", "produced_high",
-    "yield", "yield_low", "yield_high")
-_COLUMNS = {UNCODED_TITLE: UNCODED_COLUMNS, ANOMALIES_TITLE: ANOMALY_COLUMNS,
-            WEEK_AHEAD_TITLE: WEEK_AHEAD_COLUMNS}
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
-_TIME_COLUMNS = ("time_start", "time_end", "detected_at")
 
 
 # =============================================================================================
-# the result
-
-
-def _plain(value: Any) -> Any:
-    """One value as JSON data: ISO text for times and dates, None for missing, lists for tuples."""
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v) for v in value]
-    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
-        return None if pd.isna(value) else value.isoformat()
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, int | str):
-        return value
-    return str(value)
-
-
-@dataclass(frozen=True, eq=False)
-class MLSection:
-    """What one model says in the report, or why it says nothing.
-
-    Attributes
-    ----------
-    title : str
-        Section title (e.g. "Likely causes of uncoded stops").
-    status : str
-        ``"ok"`` or ``"not shown"``.
-    reason : str
-        Why the section is not shown (empty when it is).
-    confidence : str
-        What the numbers rest on, e.g. "root-cause model v3 (champion): 86 % accurate on 212
-        held-out coded stops 2026-11-18 – 2026-11-25".
-    table : DataFrame
-        The rows to show (empty when not shown).
-    notes : tuple of str
-        Counts, treatments and recommendations worth a sentence.
-    details : mapping of str to DataFrame
-        What the figures draw (SHAP contributions, the forecast's history, …); not in the record.
-    """
-
-    title: str
-    status: str
-    reason: str = ""
-    confidence: str = ""
-    table: pd.DataFrame = field(default_factory=pd.DataFrame)
-    notes: tuple[str, ...] = ()
-    details: Mapping[str, pd.DataFrame] = field(default_factory=dict)
-
-    @property
-    def shown(self) -> bool:
-        """Whether the section shows numbers."""
-        return self.status == OK
-
-    def as_record(self, *, max_rows: int = 20) -> dict[str, Any]:
-        """Plain JSON data: the table as at most ``max_rows`` row dicts (times as ISO text,
-        missing values as None), ``n_rows`` the full count."""
-        rows = [{str(k): _plain(v) for k, v in row.items()}
-                for row in self.table.head(max_rows).to_dict(orient="records")]
-        return {"title": self.title, "status": self.status, "reason": self.reason,
-                "confidence": self.confidence, "columns": [str(c) for c in self.table.columns],
-                "rows": rows, "n_rows": len(self.table), "notes": list(self.notes)}
-
-    def to_record(self) -> dict[str, Any]:
-        """:meth:`as_record` with its defaults (what :func:`workbench.notebook.record` keeps)."""
-        return self.as_record()
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> MLSection:
-        """The section kept by :meth:`as_record` (its first rows; times tz-aware again).
-
-        Raises
-        ------
-        MLError
-            When the record lacks a title or a status.
-        """
-        if not isinstance(record, Mapping) or "title" not in record or "status" not in record:
-            raise MLError("an ML section record needs at least 'title' and 'status'")
-        table = pd.DataFrame(record.get("rows") or [], columns=record.get("columns") or None)
-        for col in _TIME_COLUMNS:
-            if col in table.columns:
-                table[col] = pd.to_datetime(table[col], utc=True, format="ISO8601")
-        return cls(title=str(record["title"]), status=str(record["status"]),
-                   reason=str(record.get("reason", "")), confidence=str(record.get("confidence", "")),
-                   table=table, notes=tuple(str(n) for n in record.get("notes") or ()))
-
-    def as_text(self) -> str:
-        """Title, status or reason, confidence and notes as plain lines (what a notebook prints)."""
-        lines = [f"{self.title}: " + ("shown" if self.shown else f"not shown, because {self.reason}")]
-        if self.confidence:
-            lines.append(f"  confidence: {self.confidence}")
-        if self.shown and self.reason:
-            lines.append(f"  {self.reason}")
-        lines += [f"  · {note}" for note in self.notes]
-        return "\n".join(lines)
-
-
-def _not_shown(title: str, reason: str, *, confidence: str = "", notes: Sequence[str] = ()) -> MLSection:
-    # The section's columns even when empty: a notebook filters and shows the table either way.
-    return MLSection(title=title, status=NOT_SHOWN, reason=reason, confidence=confidence, notes=tuple(notes),
-                     table=pd.DataFrame(columns=list(_COLUMNS.get(title, ()))))
-
-
 def _utc(value: Any, what: str) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if ts.tzinfo is None:
@@ -346,7 +238,7 @@ def card_table(card: ModelVersion) -> pd.DataFrame:
 
 
 def _contribution_rows(explained: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"event_id": event_id, "rank": rank + 1, "feature": feature, "value": _plain(value), "shap": shap}
+    rows = [{"event_id": event_id, "rank": rank + 1, "feature": feature, "value": plain(value), "shap": shap}
             for event_id, contributions in explained["contributions"].items()
             for rank, (feature, value, shap) in enumerate(contributions)]
     return pd.DataFrame(rows, columns=["event_id", "rank", "feature", "value", "shap"])
@@ -388,14 +280,14 @@ def uncoded_stops(tables: Mapping[str, pd.DataFrame], *, model: RootCauseClassif
     title = UNCODED_TITLE
     lo, hi = _utc(day_start, "day_start"), _utc(day_end, "day_end")
     if model is None:
-        return _not_shown(title, NO_MODEL)
+        return not_shown(title, NO_MODEL)
     acc = card.metrics.get("holdout_accuracy") if card is not None else None
     if acc is None or not math.isfinite(acc):
-        return _not_shown(title, "the model's held-out accuracy is not recorded, so its predictions cannot "
+        return not_shown(title, "the model's held-out accuracy is not recorded, so its predictions cannot "
                                  "be stated with a confidence — register it with a holdout_accuracy metric")
     confidence = card_confidence(card)
     if acc < min_accuracy:
-        return _not_shown(title, f"the root-cause model v{card.version} is {_pct(acc)} accurate on its "
+        return not_shown(title, f"the root-cause model v{card.version} is {_pct(acc)} accurate on its "
                                  f"held-out stops, below the {_pct(min_accuracy)} needed to show its "
                                  "predictions",
                           confidence=confidence)
@@ -414,7 +306,7 @@ def uncoded_stops(tables: Mapping[str, pd.DataFrame], *, model: RootCauseClassif
         pick = pred[pred["fills_blank"] | pred["suspect"]].reset_index(drop=True)
         explained = model.explain(features.loc[pick["event_id"].to_numpy()], top=top)
     except MLError as exc:
-        return _not_shown(title, f"the model could not score the day's stops: {exc}", confidence=confidence)
+        return not_shown(title, f"the model could not score the day's stops: {exc}", confidence=confidence)
     facts = day.assign(event_id=day["event_id"].astype(str)).set_index("event_id")
     table = pd.DataFrame({
         "kind": np.where(pick["fills_blank"], "blank code", "suspect code"),
@@ -605,10 +497,10 @@ def anomalies_needing_a_look(tables: Mapping[str, pd.DataFrame], *, day_start: d
              "scrap": _scrap_part(tables, lo, hi, train_days, tz)}
     judged = {k: p for k, p in parts.items() if p.rows is not None}
     if not judged:
-        return _not_shown(title, "; ".join(p.reason for p in parts.values()))
+        return not_shown(title, "; ".join(p.reason for p in parts.values()))
     frames = [p.rows for p in judged.values() if p.rows is not None and len(p.rows)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ANOMALY_COLUMNS))
-    for col in _TIME_COLUMNS:
+    for col in TIME_COLUMNS:
         table[col] = pd.to_datetime(table[col], utc=True)
     table = (table.assign(_rank=table["severity"].map(_SEVERITY_ORDER).fillna(3))
              .sort_values(["_rank", "time_start", "machine_id"], kind="stable").drop(columns="_rank")
@@ -771,23 +663,23 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
     title = WEEK_AHEAD_TITLE
     events = _table(tables, "production_events")
     if events is None:
-        return _not_shown(title, "no production history: the forecast needs at least "
+        return not_shown(title, "no production history: the forecast needs at least "
                                  f"{yf.MIN_HISTORY_DAYS} days")
     if day_end is not None:
         events = events[pd.to_datetime(events["time"], utc=True) < _utc(day_end, "day_end")]
     try:
         history, planned = yf.from_tables({**tables, "production_events": events}, tz=tz)
     except MLError as exc:
-        return _not_shown(title, str(exc))
+        return not_shown(title, str(exc))
     history = history[pd.to_datetime(history["day"]).dt.date <= origin_day]
     worked = history[history["produced"] > 0]
     if worked.empty:
-        return _not_shown(title, f"no production up to {origin_day}: the forecast needs at least "
+        return not_shown(title, f"no production up to {origin_day}: the forecast needs at least "
                                  f"{yf.MIN_HISTORY_DAYS} days of history")
     first, last = pd.Timestamp(worked["day"].min()).date(), pd.Timestamp(worked["day"].max()).date()
     span = (last - first).days + 1
     if span < yf.MIN_HISTORY_DAYS:
-        return _not_shown(title, f"the forecast needs at least {yf.MIN_HISTORY_DAYS} days (three weeks) of "
+        return not_shown(title, f"the forecast needs at least {yf.MIN_HISTORY_DAYS} days (three weeks) of "
                                  f"production history; the data has {span} ({first} – {last})")
     est = forecaster if forecaster is not None else yf.YieldForecaster(random_state=0)
     try:
@@ -795,7 +687,7 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
             warnings.simplefilter("ignore")  # Prophet's chatter; the fit's own notes say what matters
             forecast = est.fit(history, planned).predict()
     except MLError as exc:
-        return _not_shown(title, str(exc))
+        return not_shown(title, str(exc))
     bt = forecast.calibration
     good_mase, yield_mase = bt.value("mase", target="good"), bt.value("mase", target="yield")
     cov = bt.value("coverage", target="good")
@@ -807,7 +699,7 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
                   + f"; trained on {forecast.training_range[0]} – {forecast.training_range[1]}"
                   ) if origins else ""
     if not (_finite(good_mase) and good_mase < 1.0):
-        return _not_shown(title, "the forecast is not better than last week's numbers (backtest relative "
+        return not_shown(title, "the forecast is not better than last week's numbers (backtest relative "
                                  f"MASE {good_mase:.2f} for good output, 1 or more)", confidence=confidence)
     table = forecast.table[list(WEEK_AHEAD_COLUMNS)].copy()
     notes = [s for s in yf.recommendations(forecast, target_yield=target_yield)]

@@ -33,6 +33,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 
 _MAX_REQUEST = 1 << 20
 
@@ -137,9 +138,13 @@ def serve(address: str, modules: list[str]) -> int:
     for name in modules:
         try:
             module, _, function = name.partition(":")
-            loaded = importlib.import_module(module)
-            if function:
-                getattr(loaded, function)()
+            with warnings.catch_warnings():
+                # tqdm.auto (imported by shap and mlflow) warns that ipywidgets is missing once
+                # ipykernel is loaded; report kernels draw no progress bars.
+                warnings.filterwarnings("ignore", message="IProgress not found")
+                loaded = importlib.import_module(module)
+                if function:
+                    getattr(loaded, function)()
             preloaded.append(name)
         except BaseException as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"

@@ -434,6 +434,10 @@ def _data_html(data_summary: dict[str, object], tz: ZoneInfo) -> str:
             parts.append("stale sources: none" if not count else
                          f"<strong>incomplete</strong>: {count} stale-source notice(s), "
                          '<a href="index.html#wb-source-warnings">see the front page</a>')
+        elif key == "extract_ranges" and isinstance(value, dict):
+            # Tables copied over another range than the rest (a forecast's months of history).
+            parts += [f"{_e(t)} from {_e(_format_range_end(lo, tz))} to {_e(_format_range_end(hi, tz))}"
+                      for t, (lo, hi) in value.items()]
         elif key not in ("start", "end", "rows"):
             parts.append(f"{_e(key)}: {_e(value)}")
     return "; ".join(parts) or "<em>not given</em>"

@@ -63,6 +63,14 @@ DEFAULT_PRELOAD = (
     "workbench.losses",
     "workbench.reliability",
     "workbench.spc",
+    # The model sections (root_cause, anomalies, yield_forecast): ~5 s of imports a kernel would
+    # otherwise pay each — scikit-learn and imbalanced-learn come with the sections.
+    "workbench.ml.sections",
+    "workbench.ml.ml_plots",
+    "shap",
+    "mlflow",
+    "skops.io",
+    "prophet",
     "workbench.notebook:warm_up",  # module:function — called once, after the imports
 )
 

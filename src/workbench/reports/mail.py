@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import html
 import json
 import os
 import re
@@ -42,6 +41,7 @@ import pandas as pd
 
 from workbench.config import Settings
 from workbench.errors import MailError
+from workbench.ml.records import MLSection
 from workbench.reports.execute import SectionResult
 from workbench.reports.html import (
     DATA_INCOMPLETE_LEAD,
@@ -50,6 +50,15 @@ from workbench.reports.html import (
     report_zip,
     source_notices,
 )
+from workbench.reports.mail_format import FONT as _FONT
+from workbench.reports.mail_format import H2 as _H2
+from workbench.reports.mail_format import esc as _e
+from workbench.reports.mail_format import html_table as _html_table
+from workbench.reports.mail_format import missing as _missing
+from workbench.reports.mail_format import num as _num
+from workbench.reports.mail_format import pct as _pct
+from workbench.reports.mail_format import text_table as _text_table
+from workbench.reports.mail_ml import MailBlock, blocks_html, blocks_text, mail_blocks
 from workbench.summary import DailySummary
 
 #: A zipped report larger than this is not attached (many mail servers reject ~10-25 MB).
@@ -64,27 +73,6 @@ _BAND_STYLE = {  # text colour, background — the same bands as the charts
     "good": ("#166534", "#dcfce7"), "watch": ("#92400e", "#fef3c7"), "poor": ("#991b1b", "#fee2e2"),
     "no plan": ("#4b5563", "#f3f4f6"),
 }
-_FONT = "font-family:Arial,Helvetica,sans-serif;"
-_TABLE = "border-collapse:collapse;width:100%;margin:4px 0 16px 0;font-size:13px;" + _FONT
-_TH = "text-align:left;padding:4px 8px;border-bottom:2px solid #d1d5db;background:#f9fafb;color:#374151;"
-_TD = "padding:4px 8px;border-bottom:1px solid #e5e7eb;color:#111827;"
-_H2 = "font-size:16px;margin:20px 0 4px 0;color:#111827;" + _FONT
-
-
-def _missing(value: object) -> bool:
-    return value is None or bool(pd.isna(value))
-
-
-def _pct(value: object) -> str:
-    return "n/a" if _missing(value) else f"{float(value):.1%}"  # type: ignore[arg-type]
-
-
-def _num(value: object, digits: int = 0) -> str:
-    return "n/a" if _missing(value) else f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 # -- content, shared by the HTML and text parts -----------------------------------------------
@@ -208,21 +196,6 @@ def subject_for(summary: DailySummary, *, warnings: list[str], prefix: str = "",
 
 # -- HTML part --------------------------------------------------------------------------------
 
-def _html_table(rows: list[dict[str, str]], *, cell_style=None) -> str:
-    if not rows:
-        return ""
-    head = "".join(f'<th style="{_TH}">{_e(c)}</th>' for c in rows[0])
-    body = []
-    for row in rows:
-        cells = []
-        for col, value in row.items():
-            extra = cell_style(row, col) if cell_style else ""
-            cells.append(f'<td style="{_TD}{extra}">{_e(value)}</td>')
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<table role="presentation" cellpadding="0" cellspacing="0" style="{_TABLE}">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
 def _band_cell(row: dict[str, str], col: str) -> str:
     if col not in ("OEE", "Status"):
         return ""
@@ -245,7 +218,7 @@ def _html_source_warnings(notices: list[str]) -> str:
 
 
 def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, str], link_html: str,
-               footer: str, source_warnings: list[str]) -> str:
+               footer: str, source_warnings: list[str], ml: Sequence[MailBlock] = ()) -> str:
     band = _BAND_STYLE.get(_plant_status(summary), ("#111827", "#ffffff"))
     facts = "".join(
         f'<td style="padding:6px 10px;text-align:center;{_FONT}">'
@@ -293,6 +266,7 @@ def _html_body(summary: DailySummary, *, warnings: list[str], cids: dict[str, st
         out.append(_html_table(spc) or f'<p style="{_FONT}">No SPC rule violations.</p>')
         if more:
             out.append(f'<p style="{_FONT}font-size:12px;">… and {more} more {_more_what(summary)}.</p>')
+    out.append(blocks_html(ml))
     out.append(link_html)
     out.append(f'<p style="{_FONT}font-size:11px;color:#6b7280;margin-top:20px;">{_e(footer)}</p>')
     return ('<!DOCTYPE html><html><head><meta charset="utf-8">'
@@ -329,19 +303,8 @@ def _plant_status(summary: DailySummary) -> str:
 
 # -- text part --------------------------------------------------------------------------------
 
-def _text_table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return "  (none)\n"
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
-    line = "  " + "  ".join(c.ljust(widths[c]) for c in cols).rstrip()
-    rule = "  " + "  ".join("-" * widths[c] for c in cols)
-    body = ["  " + "  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in rows]
-    return "\n".join([line, rule, *body]) + "\n"
-
-
 def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, footer: str,
-               source_warnings: list[str]) -> str:
+               source_warnings: list[str], ml: Sequence[MailBlock] = ()) -> str:
     out: list[str] = []
     if source_warnings:
         # First lines of the message, so that even a mail client's preview shows them.
@@ -361,7 +324,7 @@ def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, fo
                 out += [title, _text_table(rows)]
         if spc and more:
             out.append(f"  ... and {more} more {_more_what(summary)}.\n")
-        out += [link_text, "", footer, ""]
+        out += [*blocks_text(ml), link_text, "", footer, ""]
         return "\n".join(out)
     out.append("Plant: " + " | ".join(f"{k} {v}" for k, v in _plant_facts(summary)))
     good, watch = summary.thresholds
@@ -372,7 +335,7 @@ def _text_body(summary: DailySummary, *, warnings: list[str], link_text: str, fo
     out += [SPC_HEADING, _text_table(spc)]
     if more:
         out.append(f"  ... and {more} more {_more_what(summary)}.\n")
-    out += [link_text, "", footer, ""]
+    out += [*blocks_text(ml), link_text, "", footer, ""]
     return "\n".join(out)
 
 
@@ -417,7 +380,8 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
                         warnings: list[str], sender: str, recipients: list[str], subject_prefix: str = "",
                         attachment_limit_bytes: int = ATTACHMENT_LIMIT_BYTES,
                         images: EmailCharts | None = None,
-                        source_warnings: Sequence[str] = ()) -> EmailMessage:
+                        source_warnings: Sequence[str] = (),
+                        ml_sections: Sequence[MLSection] = ()) -> EmailMessage:
     """The daily e-mail of ``summary`` (see the module docstring for its MIME structure).
 
     Parameters
@@ -449,6 +413,11 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
         Shown first in both parts, before the headline, under "Data incomplete — a source was
         stale", and tag the subject ``[DATA INCOMPLETE]``; none: nothing is shown. Kept apart
         from ``warnings``, which are about the run, not the data.
+    ml_sections : sequence of MLSection
+        The model sections the report's notebooks kept ("likely causes of uncoded stops",
+        "anomalies needing a look", "the week ahead"; :func:`workbench.runs.ml_sections`), shown
+        after SPC in the given order, each with its confidence or why it is not shown
+        (:mod:`workbench.reports.mail_ml`). None: no model sections.
 
     Returns
     -------
@@ -505,10 +474,11 @@ def compose_daily_email(summary: DailySummary, *, report: ReportResult | None, r
     msg["Message-ID"] = email.utils.make_msgid("daily", domain=_domain(sender))
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Workbench-Day"] = f"{summary.day:%Y-%m-%d}"
+    ml = mail_blocks(ml_sections, tz=summary.tz)
     msg.set_content(_text_body(summary, warnings=warnings, link_text=link_text, footer=footer,
-                               source_warnings=notices))
+                               source_warnings=notices, ml=ml))
     msg.add_alternative(_html_body(summary, warnings=warnings, cids=cids, link_html=link_html, footer=footer,
-                                   source_warnings=notices), subtype="html")
+                                   source_warnings=notices, ml=ml), subtype="html")
     if images is None:
         images = email_charts(summary)
     elif images.day != summary.day:

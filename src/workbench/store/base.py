@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +162,19 @@ def partial_path(target: Path) -> Path:
     """Where to write ``target`` before moving it into place: a name of its own, so that two runs
     of a pipeline for the same day never write the same half-finished file."""
     return target.with_name(f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+
+
+def table_range(tbl: schema.Table, *, start: dt.datetime | None, end: dt.datetime | None,
+                ranges: Mapping[str, tuple[dt.datetime | None, dt.datetime | None]] | None,
+                ) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The range of ``tbl``'s rows an extract copies (see :meth:`Warehouse.export_extract`)."""
+    if tbl.time_column is None:
+        return None, None
+    lo, hi = (ranges or {}).get(tbl.name, (start, end))
+    for bound in (lo, hi):
+        if bound is not None and bound.tzinfo is None:
+            raise StoreError(f"export_extract: the range of {tbl.name} must be timezone-aware, got {bound!r}")
+    return lo, hi
 
 
 class Warehouse(abc.ABC):
@@ -372,11 +385,22 @@ class Warehouse(abc.ABC):
         tables: Iterable[str] | None = None,
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
+        ranges: Mapping[str, tuple[dt.datetime | None, dt.datetime | None]] | None = None,
     ) -> dict[str, int]:
         """Copy tables into a DuckDB file for notebooks (time-filtered where a range is given).
 
         The file is written next to ``path`` and moved into place at the end, so a reader never
         sees a half-written extract.
+
+        Parameters
+        ----------
+        tables : iterable of str, optional
+            Default: every table.
+        start, end : datetime, optional
+            Timezone-aware range of the rows of tables with a time column (``[start, end)``).
+        ranges : mapping of table name to (start, end), optional
+            Another range for some tables (e.g. a month of production for a forecast, a week
+            of telemetry), instead of ``start``/``end``.
 
         Returns
         -------
@@ -396,9 +420,8 @@ class Warehouse(abc.ABC):
                 with out.transaction():  # one commit for the whole extract, not one per table
                     for name in names:
                         tbl = schema.table(name)
-                        ranged = tbl.time_column is not None
-                        arrow = self.read(name, start=start if ranged else None,
-                                          end=end if ranged else None, as_="arrow")
+                        lo, hi = table_range(tbl, start=start, end=end, ranges=ranges)
+                        arrow = self.read(name, start=lo, end=hi, as_="arrow")
                         if arrow.num_rows:
                             # Rows read from a warehouse are canonical already (checked when they
                             # were written, event ids included): insert them as they are.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from workbench.store.base import (
     from_arrow,
     order_columns,
     partial_path,
+    table_range,
     time_bounds,
 )
 
@@ -186,7 +187,9 @@ class DuckDBWarehouse(Warehouse):
 
     # -- extract -----------------------------------------------------------------------------
     def export_extract(self, path: str | Path, *, tables: Iterable[str] | None = None,
-                       start: dt.datetime | None = None, end: dt.datetime | None = None) -> dict[str, int]:
+                       start: dt.datetime | None = None, end: dt.datetime | None = None,
+                       ranges: Mapping[str, tuple[dt.datetime | None, dt.datetime | None]] | None = None,
+                       ) -> dict[str, int]:
         """As :meth:`Warehouse.export_extract`, copied inside DuckDB (no round trip through Python).
 
         The rows and their order are what :meth:`read` returns for the same range.
@@ -198,6 +201,8 @@ class DuckDBWarehouse(Warehouse):
         for bound in (start, end):
             if bound is not None and bound.tzinfo is None:
                 raise StoreError(f"export_extract: start/end must be timezone-aware, got {bound!r}")
+        bounds = {name: table_range(schema.table(name), start=start, end=end, ranges=ranges)
+                  for name in names}
         alias = "wb_extract"
         try:
             with DuckDBWarehouse(tmp) as out:
@@ -205,7 +210,7 @@ class DuckDBWarehouse(Warehouse):
             # READ_WRITE: also from a read-only connection (the extract is a new file of its own).
             self._run(f"ATTACH '{_sql_string(str(tmp))}' AS {alias} (READ_WRITE)")
             try:
-                copied = self._copy_into(alias, names, start=start, end=end)
+                copied = self._copy_into(alias, bounds)
             finally:
                 self._run(f"DETACH {alias}")
         except BaseException:
@@ -214,13 +219,14 @@ class DuckDBWarehouse(Warehouse):
         tmp.replace(target)
         return copied
 
-    def _copy_into(self, alias: str, names: list[str], *, start: dt.datetime | None,
-                   end: dt.datetime | None) -> dict[str, int]:
-        """Copy ``names`` (time-filtered) into the attached database ``alias`` in one transaction."""
+    def _copy_into(self, alias: str,
+                   bounds: Mapping[str, tuple[dt.datetime | None, dt.datetime | None]]) -> dict[str, int]:
+        """Copy each table of ``bounds`` (its rows in ``[start, end)``) into the attached database
+        ``alias`` in one transaction."""
         copied: dict[str, int] = {}
         self._run("BEGIN TRANSACTION")
         try:
-            for name in names:
+            for name, (start, end) in bounds.items():
                 tbl = schema.table(name)
                 cols = ", ".join(_quote(c) for c in tbl.column_names)
                 where, params = [], []

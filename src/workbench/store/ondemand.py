@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, Self
@@ -198,7 +198,9 @@ class OnDemandWarehouse(Warehouse):
             return wh.schema_version()
 
     def export_extract(self, path: str | Path, *, tables: Iterable[str] | None = None,
-                       start: dt.datetime | None = None, end: dt.datetime | None = None) -> dict[str, int]:
+                       start: dt.datetime | None = None, end: dt.datetime | None = None,
+                       ranges: Mapping[str, tuple[dt.datetime | None, dt.datetime | None]] | None = None,
+                       ) -> dict[str, int]:
         """As :meth:`Warehouse.export_extract`, done by the underlying engine in one open."""
         with self._connection() as wh:
-            return wh.export_extract(path, tables=tables, start=start, end=end)
+            return wh.export_extract(path, tables=tables, start=start, end=end, ranges=ranges)
