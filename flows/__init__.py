@@ -6,10 +6,18 @@ schedules (see :func:`deployments`).
 
 from __future__ import annotations
 
+import logging
+
 from flows.hourly import hourly_oee
 from flows.report import daily_report
 from flows.retrain import retrain_models
 from flows.sync import erp_sync, machinemetrics_sync
+
+# The library's INFO lines (waiting for a warehouse another process holds, …) belong in the run
+# log: Prefect attaches its handlers to the `workbench` logger (PREFECT_LOGGING_EXTRA_LOGGERS, set
+# by workbench.scheduling.quiet_prefect) but leaves its level at the root's WARNING.
+if logging.getLogger("workbench").level == logging.NOTSET:
+    logging.getLogger("workbench").setLevel(logging.INFO)
 
 #: flow per pipeline kind (pipelines/*.yaml ``kind:``)
 FLOWS = {"report": daily_report, "oee_rollup": hourly_oee, "machinemetrics_sync": machinemetrics_sync,

@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from workbench import scheduling
 from workbench.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NOW = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
 
@@ -60,3 +63,18 @@ def test_prefect_temporary_server_gets_time_to_start_unless_the_plant_says_other
     assert quiet_prefect({})["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "180"
     env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60"}
     assert quiet_prefect(env)["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "60"
+
+
+def test_the_librarys_log_lines_go_to_the_run_log() -> None:
+    # Prefect attaches its handlers (console, and the API: the run's log in the UI) to the extra
+    # loggers; the flows package lets INFO through (e.g. "… holds the DuckDB warehouse; waiting").
+    import logging
+
+    from workbench import runs
+    from workbench.scheduling import quiet_prefect
+
+    assert quiet_prefect({})["PREFECT_LOGGING_EXTRA_LOGGERS"] == "workbench"
+    assert quiet_prefect({"PREFECT_LOGGING_EXTRA_LOGGERS": "workbench,asyncua"})[
+        "PREFECT_LOGGING_EXTRA_LOGGERS"] == "workbench,asyncua"
+    runs.load_flows(ROOT)
+    assert logging.getLogger("workbench").getEffectiveLevel() == logging.INFO

@@ -24,14 +24,18 @@ NO_TELEMETRY = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"
 #: start (database migrations) — exactly Prefect's default wait of 20 s, so `workbench run` failed
 #: now and then with "Timed out while attempting to connect to ephemeral Prefect API server".
 EPHEMERAL_STARTUP = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+#: The library's own log lines (``workbench.*``: waiting for a warehouse another process holds,
+#: a record a notebook kept that cannot be read, …) go to the flow run's log in the Prefect UI,
+#: not only to a terminal nobody watches at 05:00.
+RUN_LOGS = {"PREFECT_LOGGING_EXTRA_LOGGERS": "workbench"}
 
 
 def quiet_prefect(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Switch Prefect's usage telemetry off in ``environ`` (default: this process's) and give its
-    temporary server time to start, unless the plant set the variables itself; returns the
-    environment."""
+    """Switch Prefect's usage telemetry off in ``environ`` (default: this process's), give its
+    temporary server time to start and send the library's log lines to the run logs, unless the
+    plant set the variables itself; returns the environment. Called before Prefect is imported."""
     env = os.environ if environ is None else environ
-    for key, value in {**NO_TELEMETRY, **EPHEMERAL_STARTUP}.items():
+    for key, value in {**NO_TELEMETRY, **EPHEMERAL_STARTUP, **RUN_LOGS}.items():
         env.setdefault(key, value)
     return env  # type: ignore[return-value]
 
