@@ -60,6 +60,9 @@ import pandas as pd
 from workbench.errors import MLError
 from workbench.ml import forecast as yf
 from workbench.ml.features import TELEMETRY_METRICS, hourly_features
+
+# The records' names and statuses are re-exported (`X as X`): a notebook imports `sections` only.
+from workbench.ml.records import ANOMALIES_RECORD as ANOMALIES_RECORD
 from workbench.ml.records import (
     ANOMALIES_TITLE,
     ANOMALY_COLUMNS,
@@ -73,8 +76,6 @@ from workbench.ml.records import (
     not_shown,
     plain,
 )
-# The records' names, statuses and the result type, re-exported: a notebook imports `sections` only.
-from workbench.ml.records import ANOMALIES_RECORD as ANOMALIES_RECORD
 from workbench.ml.records import NOT_SHOWN as NOT_SHOWN
 from workbench.ml.records import UNCODED_RECORD as UNCODED_RECORD
 from workbench.ml.records import WEEK_AHEAD_RECORD as WEEK_AHEAD_RECORD
