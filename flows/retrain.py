@@ -73,6 +73,26 @@ def score_stops(tables: dict[str, pd.DataFrame], features: pd.DataFrame, start: 
     return counts
 
 
+@task(name="store-anomalies", retries=2, retry_delay_seconds=30)
+def store_anomalies(first: dt.date, last: dt.date, spec: pipelines.RetrainSpec) -> list[dict[str, Any]]:
+    """The telemetry and scrap anomalies of the production days ``first`` … ``last`` → ``ml_anomalies``."""
+    settings = config.settings()
+    now = dt.datetime.now(dt.UTC)
+    done = []
+    with open_warehouse(settings) as wh:
+        day = first
+        while day <= last:
+            done.append(jobs.store_day_anomalies(wh, day, tz=settings.plant_timezone, created_at=now,
+                                                 train_days=spec.anomaly_train_days,
+                                                 history_days=spec.anomaly_history_days))
+            day += dt.timedelta(days=1)
+    logger = get_run_logger()
+    for d in done:
+        logger.info("anomalies of %s: %s", d["day"], f"{d['stored']} stored" if d["shown"]
+                    else f"none — {d['why_not']}")
+    return done
+
+
 def _publish(summary: dict[str, Any]) -> None:
     lines = ["| model | decision | champion | challenger | reason |", "|---|---|---|---|---|"]
     for name, r in summary.get("rounds", {}).items():
@@ -123,5 +143,8 @@ def retrain_models(pipeline: str = "retrain", until: str | None = None,
     # The champion (perhaps just promoted) scores the stops of the last days, whose codes are
     # still open: the 05:00 report shows its guesses beside the blanks.
     summary["scored"] = score_stops(tables, features, end - dt.timedelta(days=spec.score_days), end)
+    # …and the anomalies of the same days go to ml_anomalies, for the report, alerts and analysts.
+    last_day = (end.astimezone(settings.tz) - dt.timedelta(seconds=1)).date()
+    summary["anomalies"] = store_anomalies(last_day - dt.timedelta(days=spec.score_days - 1), last_day, spec)
     _publish(summary)
     return summary

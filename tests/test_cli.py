@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from workbench import schema
 from workbench.cli import app
 from workbench.simulate import PlantConfig, SimulatedPlant, simulate_plant
 from workbench.store import DuckDBWarehouse
@@ -36,7 +37,7 @@ def test_help_lists_the_commands() -> None:
 def test_db_init_creates_the_embedded_warehouse(home: Path) -> None:
     result = invoke("db", "init")
     assert result.exit_code == 0, result.output
-    assert "Schema version 1 ready in duckdb" in result.output
+    assert f"Schema version {schema.SCHEMA_VERSION} ready in duckdb" in result.output
     assert (home / "data" / "warehouse.duckdb").exists()
     counts = invoke("db", "counts")
     assert counts.exit_code == 0 and "machine_telemetry" in counts.output
@@ -49,7 +50,7 @@ def test_doctor_says_what_is_missing(home: Path) -> None:
     invoke("db", "init")
     result = invoke("doctor")
     assert "package duckdb" in result.output
-    assert "version 1" in result.output
+    assert f"version {schema.SCHEMA_VERSION}" in result.output
     assert "report kernels" in result.output and "forked from a zygote" in result.output
     assert result.exit_code == 0, result.output
 

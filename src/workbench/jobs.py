@@ -135,6 +135,50 @@ def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
                                  micro_stop_threshold_s=micro_stop_threshold_s, spc_tables=spc_tables)
 
 
+def day_anomaly_tables(warehouse: Warehouse, *, start: dt.datetime, end: dt.datetime, train_days: float,
+                       history_days: float) -> dict[str, pd.DataFrame]:
+    """What :func:`workbench.ml.sections.anomalies_needing_a_look` reads for the day ``[start, end)``:
+    telemetry from ``train_days`` before it, production, scrap, stops, states and measurements from
+    ``history_days`` before it (the anomalies notebook reads the same)."""
+    tel_from = start - dt.timedelta(days=train_days)
+    hist_from = start - dt.timedelta(days=max(history_days, train_days))
+    with warehouse.held():
+        return {"machine_telemetry": warehouse.read("machine_telemetry", start=tel_from, end=end),
+                "machine_states": warehouse.read("machine_states", start=hist_from, end=end, overlap=True),
+                **{t: warehouse.read(t, start=hist_from, end=end)
+                   for t in ("production_events", "scrap_events", "downtime_events", "quality_measurements")},
+                "characteristics": warehouse.read("characteristics")}
+
+
+def store_day_anomalies(warehouse: Warehouse, day: dt.date, *, tz: str, train_days: float = 7,
+                        history_days: float = 14, created_at: dt.datetime) -> dict[str, object]:
+    """Detect the telemetry and scrap anomalies of one production day and store them in ``ml_anomalies``.
+
+    The same computation as the report's "anomalies needing a look"
+    (:func:`workbench.ml.sections.anomalies_needing_a_look`); rows by
+    :func:`workbench.ml.anomaly_rows.anomaly_rows`, written in one transaction (deterministic ids:
+    a rerun updates the same rows).
+
+    Returns
+    -------
+    dict
+        day, stored (rows written), shown (whether the detectors had enough history) and why not.
+    """
+    from workbench.ml import sections
+    from workbench.ml.anomaly_rows import anomaly_rows
+
+    start, end = production_day_range(warehouse, first=day, last=day + dt.timedelta(days=1), tz=tz)
+    tables = day_anomaly_tables(warehouse, start=start, end=end, train_days=train_days,
+                                history_days=history_days)
+    section = sections.anomalies_needing_a_look(tables, day_start=start, day_end=end, train_days=train_days,
+                                                tz=tz)
+    rows = anomaly_rows(section, created_at=created_at)
+    if len(rows):
+        with warehouse.transaction():
+            warehouse.write("ml_anomalies", rows)
+    return {"day": day.isoformat(), "stored": len(rows), "shown": section.shown, "why_not": section.reason}
+
+
 def write_stop_predictions(warehouse: Warehouse, predictions: pd.DataFrame, *,
                            created_at: dt.datetime) -> dict[str, int]:
     """Store a root-cause model's predictions (:func:`workbench.ml.retrain.score_stops`) in one

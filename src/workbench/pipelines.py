@@ -35,7 +35,9 @@ _TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "emai
              "concurrency", "retries", "baseline_days", "lookback_hours", "enabled", "notify_on_failure",
              "sync", "retrain", "extract"}
 _EXTRACT_KEYS = {"days_before", "days_after"}
-_RETRAIN_KEYS = {"train_days", "holdout_days", "weekly_on", "trigger_days", "score_days", "rootcause"}
+_RETRAIN_KEYS = {"train_days", "holdout_days", "weekly_on", "trigger_days", "score_days", "rootcause",
+                 "anomalies"}
+_ANOMALY_KEYS = {"train_days", "history_days"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SYNC_KEYS = {"overlap", "initial_backfill", "chunk", "page_size", "request_timeout_s", "workers",
               "machines", "entities"}
@@ -166,6 +168,11 @@ class RetrainSpec:
         uncoded ones, suspect flags for the coded ones).
     rootcause : dict
         Hyperparameters of the root-cause classifier (RootCauseClassifier keyword arguments).
+    anomaly_train_days, anomaly_history_days : int
+        The ``anomalies:`` block: days of telemetry each channel's detector learns from before a
+        day, and days of production the scrap detector learns the usual rates from — as the
+        anomalies notebook's ``train_days`` / ``history_days``. Every run stores the anomalies of
+        the production days in its scoring window in ``ml_anomalies``.
     """
 
     train_days: int = 28
@@ -174,6 +181,8 @@ class RetrainSpec:
     trigger_days: int = 7
     score_days: int = 2
     rootcause: dict[str, Any] = field(default_factory=dict)
+    anomaly_train_days: int = 7
+    anomaly_history_days: int = 14
 
 
 def _retrain_spec(where: str, raw: Any) -> RetrainSpec:
@@ -191,10 +200,20 @@ def _retrain_spec(where: str, raw: Any) -> RetrainSpec:
     if weekday not in WEEKDAYS:
         raise ConfigError(f"{where}: retrain.weekly_on must be a weekday ({', '.join(WEEKDAYS)}), "
                           f"got {data.get('weekly_on')!r}")
+    anomalies = _mapping(f"{where}: retrain.anomalies", data.get("anomalies"))
+    _unknown(f"{where}: retrain.anomalies", anomalies, _ANOMALY_KEYS)
+    anomaly_days = {}
+    for key in _ANOMALY_KEYS:
+        value = anomalies.get(key, getattr(default, f"anomaly_{key}"))
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3660:
+            raise ConfigError(f"{where}: retrain.anomalies.{key} must be a whole number of days ≥ 1, "
+                              f"got {value!r}")
+        anomaly_days[f"anomaly_{key}"] = value
     return RetrainSpec(train_days=days("train_days", 7), holdout_days=days("holdout_days", 1),
                        weekly_on=weekday, trigger_days=days("trigger_days", 1),
                        score_days=days("score_days", 1),
-                       rootcause=dict(_mapping(f"{where}: retrain.rootcause", data.get("rootcause"))))
+                       rootcause=dict(_mapping(f"{where}: retrain.rootcause", data.get("rootcause"))),
+                       **anomaly_days)
 
 
 def parse_duration(where: str, text: object, *, allow_zero: bool = True) -> dt.timedelta:

@@ -332,7 +332,11 @@ _register(Table(
     (_c("anomaly_id", "text", False), _c("machine_id", "text"), _c("time_start", "timestamptz", False),
      _c("time_end", "timestamptz"), _c("detector", "text", False), _c("target", "text"),
      _c("score", "double"), _c("severity", "text"), _c("model_version", "text"),
-     _c("created_at", "timestamptz")),
+     _c("created_at", "timestamptz"),
+     _c("detected_at", "timestamptz", doc="when a live run raised it (causal detection)"),
+     _c("likely_cause", "text", doc="the most likely cause, or what to check"),
+     _c("hypotheses", "json", doc="causes ranked by evidence: [[cause, evidence, sentence], …]"),
+     _c("detail", "text")),
     key=("anomaly_id",), time_column="time_start", on_conflict="update"))
 
 _register(Table(
@@ -474,6 +478,9 @@ def add_column(table_name: str, column: str) -> Callable[[Engine], list[str]]:
 #: The canonical schema's history, oldest first. Version 1 is the schema as first released.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the canonical tables", lambda engine: []),
+    Migration(2, "ml_anomalies: detected_at, likely_cause, hypotheses, detail",
+              lambda engine: [stmt for col in ("detected_at", "likely_cause", "hypotheses", "detail")
+                              for stmt in add_column("ml_anomalies", col)(engine)]),
 )
 
 #: The current schema version (the last migration's).

@@ -35,6 +35,7 @@ retrain:
   holdout_days: 7
   weekly_on: sunday
   score_days: 4
+  anomalies: {{train_days: 7, history_days: 7}}
   rootcause: {params}
 retries: 0
 """
@@ -69,15 +70,17 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
         assert state.is_completed(), state.message
         names = sorted(t.name.rsplit("-", 1)[0] for t in task_runs(state))
         assert names == ["build-stop-features", "check-champion", "read-stops-and-context", "retrain-rootcause",
-                         "score-stops"], names
+                         "score-stops", "store-anomalies"], names
         return state.result()
 
-    first = run("shallow")["rounds"]["rootcause"]
+    first_run = run("shallow")
+    first = first_run["rounds"]["rootcause"]
     assert first["action"] == "promote" and registry.champion_version("rootcause") == 1
     worse = run("worse")["rounds"]["rootcause"]
     assert worse["action"] == "keep" and worse["challenger_version"] == 2
     assert registry.champion_version("rootcause") == 1 and registry.alias_version("rootcause", "challenger") == 2
-    better = run("forest")["rounds"]["rootcause"]
+    last_run = run("forest")
+    better = last_run["rounds"]["rootcause"]
     assert better["action"] == "promote" and registry.champion_version("rootcause") == 3
     # Champion and challenger were judged on the same held-out stops.
     assert better["n_holdout"] == worse["n_holdout"] == first["n_holdout"] > 30
@@ -101,6 +104,7 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
     with DuckDBWarehouse(retrain_home / "data" / "warehouse.duckdb", read_only=True) as wh:
         stops = wh.read("downtime_events")
         predictions = wh.read("ml_predictions")
+        anomalies = wh.read("ml_anomalies")
     day = stops[(stops["time_start"] >= pd.Timestamp(UNTIL, tz="America/Chicago") - pd.Timedelta(days=4))
                 & (stops["time_start"] < pd.Timestamp(UNTIL, tz="America/Chicago"))]
     planned = day["reason_category"].isin(["Scheduled Maintenance", "No Demand"])
@@ -118,3 +122,15 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
              == truth.loc[day.loc[blank, "event_id"], "true_category"]).mean()
     print(f"\nuncoded stops of the last four days: {int(blank.sum())}, predicted right {right:.0%}")
     assert blank.sum() >= 5 and right > 0.5
+
+    # …and the anomalies of the same four days went to ml_anomalies (this plant has no telemetry:
+    # scrap anomalies only), each with its likely cause and ranked hypotheses; three runs over the
+    # same days left one row per anomaly (deterministic ids: an episode across the boundary of two
+    # days is stored by both and is one row)
+    stored = last_run["anomalies"]
+    assert [d["day"] for d in stored] == ["2026-11-19", "2026-11-20", "2026-11-21", "2026-11-22"]
+    assert [d["stored"] for d in stored] == [d["stored"] for d in first_run["anomalies"]]
+    assert 0 < len(anomalies) <= sum(d["stored"] for d in stored) and anomalies["anomaly_id"].is_unique
+    assert len(anomalies) >= sum(d["stored"] for d in stored) - len(stored) + 1
+    assert set(anomalies["detector"]) == {"scrap"} and anomalies["likely_cause"].str.len().gt(0).all()
+    assert anomalies["hypotheses"].notna().all() and anomalies["detected_at"].notna().all()

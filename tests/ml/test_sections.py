@@ -24,8 +24,10 @@ import pytest
 
 from workbench.errors import MLError
 from workbench.ml import sections
+from workbench.ml.anomaly_rows import anomaly_rows
 from workbench.ml.registry import ModelVersion
 from workbench.simulate import PlantConfig, simulate_plant
+from workbench.store import DuckDBWarehouse
 
 TZ = "America/Chicago"
 PLANT = PlantConfig(seed=21, n_machines=6, days=35, telemetry=True)
@@ -188,7 +190,7 @@ def _precursor_in_a_day(plant) -> tuple[pd.Series, int]:
     raise AssertionError("no precursor inside a day")
 
 
-def test_anomalies_section_finds_an_injected_precursor_on_its_day(plant) -> None:
+def test_anomalies_section_finds_an_injected_precursor_on_its_day(plant, tmp_path) -> None:
     window, k = _precursor_in_a_day(plant)
     section = sections.anomalies_needing_a_look(plant.tables, day_start=day_start(k), day_end=day_start(k + 1),
                                                 tz=TZ)
@@ -206,6 +208,21 @@ def test_anomalies_section_finds_an_injected_precursor_on_its_day(plant) -> None
     first = hit.iloc[0]
     assert len(flagged) and flagged["time"].between(first["time_start"], first["time_end"]).any()
     assert trace.train_range[1] < day_start(k) <= trace.frame["time"].min()
+    # stored as the morning model run stores them (ml_anomalies with its detected_at, likely cause,
+    # hypotheses): one row per anomaly of the section, stable ids, a rewrite changes nothing
+    rows = anomaly_rows(section, created_at=dt.datetime(2026, 11, 30, 10, tzinfo=dt.UTC))
+    assert len(rows) == len(section.table) and rows["anomaly_id"].is_unique
+    assert list(rows["likely_cause"]) == list(section.table["likely_cause"])
+    assert set(rows.loc[rows["detector"] == "telemanom", "target"]) == set(tel["what"])
+    for text in rows.loc[rows["detector"] == "scrap", "hypotheses"]:
+        assert json.loads(text)[0][2], "the most likely cause first, with its sentence"
+    with DuckDBWarehouse(tmp_path / "warehouse.duckdb") as wh:
+        wh.init_schema()
+        wh.write("ml_anomalies", rows)
+        assert wh.write("ml_anomalies", rows).written == 0
+        back = wh.read("ml_anomalies")
+    assert len(back) == len(rows) and set(back["anomaly_id"]) == set(rows["anomaly_id"])
+    assert back["detected_at"].notna().all()
 
 
 def test_anomalies_section_finds_every_bad_material_lot_on_its_middle_day(plant) -> None:

@@ -78,25 +78,30 @@ def test_timescale_steps_on_a_server_without_it_fail_cleanly(plain: PostgresWare
     assert status.ok and "plain PostgreSQL (production_hourly is a view)" in status.detail, status.detail
 
 
+#: The schema version of today's warehouses, and the one a test adds after it.
+NOW = schema.SCHEMA_VERSION
+NEXT = NOW + 1
+
+
 @pytest.fixture
 def newer_schema(monkeypatch: pytest.MonkeyPatch):
-    """``newer_schema(statements)``: the schema gains a version 2 made of ``statements``."""
+    """``newer_schema(statements)``: the schema gains a version NEXT made of ``statements``."""
     def bump(statements: list[str]) -> None:
-        extra = schema.Migration(2, "ml_anomalies.wb_test_note", lambda engine: list(statements))
+        extra = schema.Migration(NEXT, "ml_anomalies.wb_test_note", lambda engine: list(statements))
         monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
-        monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", NEXT)
     return bump
 
 
 def test_a_pending_migration_runs_once_and_is_recorded(warehouse: Warehouse, newer_schema) -> None:
-    assert warehouse.schema_version() == 1
+    assert warehouse.schema_version() == NOW
     newer_schema(["ALTER TABLE ml_anomalies ADD COLUMN IF NOT EXISTS wb_test_note TEXT"])
     status = warehouse.schema_status()
-    assert not status.ok and "version 1, 2 is current" in status.detail
+    assert not status.ok and f"version {NOW}, {NEXT} is current" in status.detail
     warehouse.init_schema()
     warehouse.init_schema()
-    assert warehouse.schema_version() == 2
-    assert warehouse.query("SELECT count(*) AS n FROM schema_version")["n"][0] == 2
+    assert warehouse.schema_version() == NEXT
+    assert warehouse.query("SELECT count(*) AS n FROM schema_version")["n"][0] == NEXT
     assert "wb_test_note" in set(warehouse.query("SELECT * FROM ml_anomalies").columns)
     assert warehouse.schema_status().ok
 
@@ -104,10 +109,10 @@ def test_a_pending_migration_runs_once_and_is_recorded(warehouse: Warehouse, new
 def test_a_failing_migration_names_it_and_leaves_the_version(warehouse: Warehouse, newer_schema) -> None:
     newer_schema(["ALTER TABLE ml_anomalies ADD COLUMN IF NOT EXISTS wb_test_note TEXT",
                   "ALTER TABLE wb_no_such_table ADD COLUMN x INTEGER"])
-    with pytest.raises(StoreError, match="schema step 'version 2: ml_anomalies.wb_test_note' failed at "
+    with pytest.raises(StoreError, match=f"schema step 'version {NEXT}: ml_anomalies.wb_test_note' failed at "
                                          "`ALTER TABLE wb_no_such_table ADD COLUMN x INTEGER`"):
         warehouse.init_schema()
-    assert warehouse.schema_version() == 1
+    assert warehouse.schema_version() == NOW
     assert "wb_test_note" not in set(warehouse.query("SELECT * FROM ml_anomalies").columns)
     assert not warehouse.schema_status().ok
 
@@ -118,7 +123,8 @@ def test_a_new_warehouse_records_every_version_without_running_them(tmp_path, ne
     newer_schema(["ALTER TABLE wb_no_such_table ADD COLUMN x INTEGER"])  # would fail if it ran
     with DuckDBWarehouse(tmp_path / "new.duckdb") as wh:
         wh.init_schema()
-        assert wh.query("SELECT version FROM schema_version ORDER BY 1")["version"].tolist() == [1, 2]
+        assert wh.query("SELECT version FROM schema_version ORDER BY 1")["version"].tolist() == [
+            *range(1, NEXT + 1)]
 
 
 def test_add_column_types_the_column_from_the_schema() -> None:
@@ -154,8 +160,8 @@ def test_doctor_and_db_init_say_what_the_schema_is(pg_schema_url: str, tmp_path,
         assert _schema_line() == (False, "not initialised — run `workbench db init`")
     setting("WORKBENCH_TIMESCALE", "off")
     done = runner.invoke(app, ["db", "init"], catch_exceptions=False)
-    assert done.exit_code == 0 and "Schema version 1 ready in postgres (plain PostgreSQL)" in done.output
-    assert _schema_line() == (True, "version 1, plain PostgreSQL (production_hourly is a view)")
+    assert done.exit_code == 0 and f"Schema version {NOW} ready in postgres (plain PostgreSQL)" in done.output
+    assert _schema_line() == (True, f"version {NOW}, plain PostgreSQL (production_hourly is a view)")
     with PostgresWarehouse(pg_schema_url, timescale="off") as wh:  # a record without the hypertable
         wh.conn.execute("INSERT INTO schema_steps VALUES ('timescale.hypertable.machine_telemetry', now())")
     ok, detail = _schema_line()
@@ -165,3 +171,16 @@ def test_doctor_and_db_init_say_what_the_schema_is(pg_schema_url: str, tmp_path,
         wh.conn.execute("DROP VIEW production_hourly")
     ok, detail = _schema_line()
     assert not ok and "production_hourly is missing — run `workbench db init`" in detail
+
+
+def test_a_version_1_warehouse_gains_the_ml_anomalies_columns(warehouse: Warehouse) -> None:
+    # As a warehouse made before version 2 is: ml_anomalies without its four later columns.
+    new = ("detected_at", "likely_cause", "hypotheses", "detail")
+    for col in new:
+        warehouse.query(f"ALTER TABLE ml_anomalies DROP COLUMN {col}")
+    warehouse.query("DELETE FROM schema_version WHERE version > 1")
+    assert warehouse.schema_version() == 1 and not warehouse.schema_status().ok
+    warehouse.init_schema()
+    assert warehouse.schema_version() == schema.SCHEMA_VERSION >= 2
+    assert set(new) <= set(warehouse.query("SELECT * FROM ml_anomalies").columns)
+    assert warehouse.schema_status().ok

@@ -62,7 +62,7 @@ def test_a_timescale_warehouse_in_its_own_schema_is_complete_and_recorded(ts_sch
         assert layout.aggregate and layout.aggregate_realtime
         assert set(first["step"]) == STEPS
         status = wh.schema_status()
-        assert status.ok and status.detail.startswith("version 1, TimescaleDB ") and "6 hypertable(s)" in status.detail
+        assert status.ok and status.detail.startswith(f"version {schema.SCHEMA_VERSION}, TimescaleDB ") and "6 hypertable(s)" in status.detail
 
 
 def test_production_hourly_equals_the_plain_query_after_loads_and_back_fills(ts_schema_url: str) -> None:

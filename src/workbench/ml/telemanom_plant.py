@@ -113,9 +113,10 @@ def telemetry_anomalies(telemetry: pd.DataFrame, *, machine_states: pd.DataFrame
     pandas.DataFrame
         :data:`ML_ANOMALIES_COLUMNS` (anomaly_id, machine_id, time_start, time_end, detector,
         target = the metric, score, severity: high ≥ 2, medium ≥ 0.5, else low; model_version)
-        plus ``detected_at``, when a live run would have raised the anomaly — the table has no
-        such column: write ``frame[list(ML_ANOMALIES_COLUMNS)]``. ``attrs["notes"]`` says what was
-        dropped or skipped and why (e.g. a channel with too little training history).
+        plus ``detected_at``, when a live run would have raised the anomaly (the morning model
+        run stores them with their likely cause: :mod:`workbench.ml.anomaly_rows`).
+        ``attrs["notes"]`` says what was dropped or skipped and why (e.g. a channel with too
+        little training history).
     """
     missing = [c for c in ("time", "machine_id", "metric", "value") if c not in telemetry.columns]
     if missing:
