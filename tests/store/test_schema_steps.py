@@ -184,3 +184,13 @@ def test_a_version_1_warehouse_gains_the_ml_anomalies_columns(warehouse: Warehou
     assert warehouse.schema_version() == schema.SCHEMA_VERSION >= 2
     assert set(new) <= set(warehouse.query("SELECT * FROM ml_anomalies").columns)
     assert warehouse.schema_status().ok
+
+
+def test_a_write_to_an_older_schema_says_to_run_db_init(warehouse: Warehouse) -> None:
+    warehouse.query("ALTER TABLE ml_anomalies DROP COLUMN detected_at")
+    warehouse.query("DELETE FROM schema_version WHERE version > 1")
+    row = pd.DataFrame({"anomaly_id": ["a1"], "machine_id": ["M01"], "time_start": [T0], "detector": ["scrap"],
+                        "detected_at": [T0]})
+    with pytest.raises(StoreError, match=r"^the warehouse is at schema version 1 and this workbench needs \d+: "
+                                         r"run `workbench db init` .*: writing 1 rows to ml_anomalies failed"):
+        warehouse.write("ml_anomalies", row)

@@ -248,8 +248,24 @@ class Warehouse(abc.ABC):
         arrow = prepare(tbl, data)
         if arrow.num_rows == 0:
             return WriteResult(table, 0, 0, 0)
-        written = self._write_arrow(tbl, arrow)
+        try:
+            written = self._write_arrow(tbl, arrow)
+        except StoreError as exc:
+            hint = self._older_schema_hint()  # first: the database's own message may run to lines
+            raise StoreError(f"{hint}: {exc}" if hint else str(exc)) from None
         return WriteResult(table, arrow.num_rows, written, arrow.num_rows - written)
+
+    def _older_schema_hint(self) -> str:
+        """A sentence for a failed write when the warehouse's schema is older than the code's (a
+        plant that updated the workbench but did not run `workbench db init`)."""
+        try:
+            version = self.schema_version()
+        except Exception:  # the hint must never hide the write's own error
+            return ""
+        if version is None or version >= schema.SCHEMA_VERSION:
+            return ""
+        return (f"the warehouse is at schema version {version} and this workbench needs "
+                f"{schema.SCHEMA_VERSION}: run `workbench db init` (it migrates, keeping every row)")
 
     #: How the engine's driver marks a bound parameter.
     placeholder = "?"
