@@ -209,6 +209,23 @@ def test_not_scheduled_days_are_forecast_as_zero(hand_fit):
     assert 0 <= monday["yield_low"] <= monday["yield"] <= monday["yield_high"] <= 1
 
 
+def test_the_good_parts_range_never_exceeds_the_produced_range(hand_fit):
+    # Good parts are at most the parts produced, so the good range stops where the produced one
+    # does (the two are calibrated separately; nothing else would keep them in order).
+    _, fc = hand_fit
+    t = fc.table[fc.table["scheduled"]]
+    assert (t["good_high"] <= t["produced_high"] + 1e-9).all(), t[["good_high", "produced_high"]]
+    assert (t["good_low"] <= t["good"]).all() and (t["good"] <= t["good_high"]).all()
+    assert (t["good"] <= t["produced"] + 1e-9).all()
+    # Where the two calibrations disagree (the demo plant: every line-day), by hand: good 95 ± 30 %
+    # and produced 100 ± 10 % give good up to 110, not 123.5.
+    frame = pd.DataFrame({"scheduled": [True], "good": [95.0], "produced": [100.0], "yield": [0.95],
+                          "spread_good": [0.3], "spread_produced": [0.1], "spread_yield": [0.02]})
+    out = yf._apply_intervals(frame, {"good": (-1.0, 1.0), "produced": (-1.0, 1.0), "yield": (-1.0, 1.0)})
+    assert out["good_high"].iloc[0] == pytest.approx(110.0) and out["produced_high"].iloc[0] == pytest.approx(110.0)
+    assert out["good_low"].iloc[0] == pytest.approx(66.5)
+
+
 def test_estimator_contract(hand_fit):
     est, fc = hand_fit
     params = est.get_params()

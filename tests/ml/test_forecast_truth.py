@@ -162,3 +162,6 @@ def test_a_real_week_ahead_forecast(runs):
     assert err.mean() < naive_err.mean()
     assert inside.mean() >= 0.5
     assert fc.mase < 1.0
+    # Good parts are at most the parts produced: the good range never reaches above the produced one.
+    on = fc.table[fc.table["scheduled"]]
+    assert (on["good_high"] <= on["produced_high"] + 1e-9).all(), on[["line", "day", "good_high", "produced_high"]]

@@ -380,6 +380,10 @@ def _apply_intervals(frame: pd.DataFrame, q: Mapping[str, tuple[float, float]]) 
         lo, hi = q.get(k, (np.nan, np.nan))
         f[k + "_low"] = np.where(on, np.maximum(f[k] * (1.0 + lo * f["spread_" + k]), 0.0), 0.0)
         f[k + "_high"] = np.where(on, f[k] * (1.0 + hi * f["spread_" + k]), 0.0)
+    # Good parts are at most the parts produced: where the two separately calibrated ranges
+    # disagree, the good range ends where the produced one does (its upper tail can then miss no
+    # more often than the produced range's does).
+    f["good_high"] = np.maximum(np.minimum(f["good_high"], f["produced_high"]), f["good"].where(on, 0.0))
     lo, hi = q.get("yield", (np.nan, np.nan))
     f["yield_low"] = np.where(on, np.clip(f["yield"] + lo * f["spread_yield"], 0.0, 1.0), np.nan)
     f["yield_high"] = np.where(on, np.clip(f["yield"] + hi * f["spread_yield"], 0.0, 1.0), np.nan)
