@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from workbench import cli, config, runs
 from workbench.demo import load_plant
 from workbench.ml.registry import Registry, default_tracking_uri
+from workbench.ml.sections import card_confidence
 from workbench.simulate import PlantConfig, simulate_plant
 from workbench.store import DuckDBWarehouse
 
@@ -98,6 +99,10 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
         card = registry.load("rootcause", version=version).card
         assert card.training_start is not None and card.training_end is not None
         assert card.metrics["holdout_balanced_accuracy"] > 0
+        # …and what it is better than, on the same held-out stops, said wherever the card is shown
+        assert 0 < card.metrics["holdout_majority_accuracy"] < card.metrics["holdout_accuracy"]
+        assert 0 < card.metrics["holdout_fault_code_accuracy"] <= 1
+        assert "on the same stops fault-code lookup" in card_confidence(card)
 
     # Each run, the champion scored the stops of the last four days (Thursday to Sunday): the uncoded ones got its guess and
     # confidence, no operator's code was touched, and every prediction names its model version.

@@ -31,7 +31,13 @@ from workbench.errors import MLError
 from workbench.ml.features import stop_features
 from workbench.ml.promotion import PromotionRule, decide
 from workbench.ml.registry import ModelVersion, Registry
-from workbench.ml.rootcause import RootCauseClassifier, predict_stops, training_frame
+from workbench.ml.rootcause import (
+    RootCauseClassifier,
+    fault_code_baseline,
+    majority_baseline,
+    predict_stops,
+    training_frame,
+)
 
 ROOTCAUSE = "rootcause"
 #: What a root-cause challenger must show (absolute differences of the scores).
@@ -168,8 +174,12 @@ def retrain_rootcause(tables: Mapping[str, pd.DataFrame], *, registry: Registry,
         else:
             champ_metrics = classification_metrics(champ.model, X_ho, y_ho)
 
+    # The baselines on the same held-out stops, so the card says what the model is better than.
+    truth = np.asarray(y_ho)
+    baselines = {"fault_code_accuracy": float(np.mean(fault_code_baseline(X_tr, y_tr, X_ho) == truth)),
+                 "majority_accuracy": float(np.mean(majority_baseline(y_tr, X_ho) == truth))}
     card = registry.register(
-        ROOTCAUSE, challenger, metrics={f"holdout_{k}": v for k, v in chall_metrics.items()},
+        ROOTCAUSE, challenger, metrics={f"holdout_{k}": v for k, v in {**chall_metrics, **baselines}.items()},
         training_range=(lo_train.to_pydatetime(), lo_hold.to_pydatetime()), features=list(X_tr.columns),
         sample=X_tr.head(5), description=f"trained on {len(y_tr)} coded stops {lo_train:%Y-%m-%d} – "
                                          f"{lo_hold:%Y-%m-%d}; held out {len(y_ho)} to {hi:%Y-%m-%d}")

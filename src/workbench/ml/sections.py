@@ -203,7 +203,7 @@ def card_confidence(card: ModelVersion) -> str:
     text = f"root-cause model v{card.version}{aliases}"
     if acc is not None and math.isfinite(acc):
         text += f": {_pct(acc)} accurate on {_holdout_text(card)} (against the codes operators entered"
-        # Baselines when the run recorded them (train_models does; retrain rounds do not yet).
+        # Baselines on the same held-out stops (recorded by train_models and by retrain rounds).
         baselines = [f"{label} {_pct(card.metrics[key])}" for key, label in _BASELINES
                      if math.isfinite(card.metrics.get(key, math.nan))]
         text += f"; on the same stops {', '.join(baselines)})" if baselines else ")"
