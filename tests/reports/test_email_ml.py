@@ -133,6 +133,10 @@ def test_long_tables_are_cut_and_counted(daily_summary) -> None:
     text, _ = parts(compose(daily_summary, [many]))
     block = text[text.index(UNCODED_TITLE):]
     assert block.count("Tooling") == 8 and "… and 4 more uncoded stops in the report." in block
+    short = uncoded(n_blank=1, n_suspect=0)
+    short.table.loc[0, "duration_min"] = 0.18  # an 11-second stop
+    text, _ = parts(compose(daily_summary, [via_record(short)]))
+    assert "M01      Wed 08:00  0.2  F7103" in text
     # A record keeps its first 50 rows and the count: the e-mail says the report has them all.
     huge = via_record(uncoded(n_blank=60, n_suspect=0))
     assert len(huge.table) == 50 and huge.n_rows == 60

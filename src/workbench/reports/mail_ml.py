@@ -73,6 +73,13 @@ def _pct0(value: object) -> str:
     return "n/a" if missing(value) else f"{100 * float(value):.0f} %"  # type: ignore[arg-type]
 
 
+def _minutes(value: object) -> str:
+    # A stop of a few seconds is "0.2", not "0" (which reads like no stop at all).
+    if missing(value):
+        return ""
+    return num(value, 1 if float(value) < 1 else 0)  # type: ignore[arg-type]
+
+
 def _text(value: object) -> str:
     return "" if missing(value) else str(value)
 
@@ -97,7 +104,7 @@ def _uncoded(section: MLSection, zone: dt.tzinfo, rows: int) -> MailBlock:
     if len(blank):
         tables.append(("", [{
             "Machine": _text(r.machine_id), "Stopped": _clock(r.time_start, zone),
-            "Min": num(r.duration_min, 0), "Fault": _text(r.fault_code),
+            "Min": _minutes(r.duration_min), "Fault": _text(r.fault_code),
             "Likely cause": _text(r.predicted_category), "Confidence": _pct0(r.predicted_confidence),
             "Mainly because": _main_reasons(r.top_contributions)} for r in blank.head(rows).itertuples()]))
         lines += _more(min(rows, len(blank)), len(blank), "uncoded stops")
@@ -106,7 +113,7 @@ def _uncoded(section: MLSection, zone: dt.tzinfo, rows: int) -> MailBlock:
     if len(suspect):
         tables.append(("Codes to check (the entered code disagrees with a confident prediction)", [{
             "Machine": _text(r.machine_id), "Stopped": _clock(r.time_start, zone),
-            "Min": num(r.duration_min, 0), "Entered": _text(r.entered_category),
+            "Min": _minutes(r.duration_min), "Entered": _text(r.entered_category),
             "Model says": _text(r.predicted_category), "Confidence": _pct0(r.predicted_confidence)}
             for r in suspect.head(rows).itertuples()]))
         lines += _more(min(rows, len(suspect)), len(suspect), "codes to check")
