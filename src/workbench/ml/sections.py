@@ -89,12 +89,8 @@ from workbench.ml.rootcause import (
     training_frame,
 )
 from workbench.ml.scrap import ScrapAnomalyDetector, scrap_mix
-from workbench.ml.telemanom import (
-    DEFAULT_METRICS,
-    TelemanomDetector,
-    _running_from_states,
-    telemetry_anomalies,
-)
+from workbench.ml.telemanom import DEFAULT_METRICS, TelemanomDetector, telemetry_anomalies
+from workbench.ml.telemanom_plant import running_from_states
 
 NO_MODEL = "no root-cause model in the registry yet — run `workbench run retrain --force`"
 #: What a deviation of each telemetry channel usually means on a machine tool: what to check,
@@ -360,7 +356,7 @@ class _Part:
 def _judged_readings(tel: pd.DataFrame, states: pd.DataFrame | None) -> int:
     if states is None:
         return len(tel)
-    return int(sum(_running_from_states(pd.DatetimeIndex(g["time"]), machine, states).sum()
+    return int(sum(running_from_states(pd.DatetimeIndex(g["time"]), machine, states).sum()
                    for machine, g in tel.groupby("machine_id", sort=True)))
 
 
@@ -602,7 +598,7 @@ def anomaly_traces(tables: Mapping[str, pd.DataFrame], anomalies: pd.DataFrame, 
                         & (t >= need) & (t < hi)])
         series = one.groupby(pd.to_datetime(one["time"], utc=True))["value"].last().astype(float).dropna()
         series.name = metric
-        judge = (_running_from_states(series.index, machine, states) if states is not None
+        judge = (running_from_states(series.index, machine, states) if states is not None
                  else np.ones(len(series), bool))
         train = np.asarray(series.index < lo)
         det = TelemanomDetector().fit(series[train], judge=judge[train])

@@ -716,7 +716,7 @@ _MOVED: dict[str, str] = {
     **dict.fromkeys(("AnomalyResult", "detect_anomalies", "_parse_times", "_parse_values", "_rows"),
                     "telemanom_series"),
     **dict.fromkeys(("COUNTER_METRICS", "DEFAULT_METRICS", "ML_ANOMALIES_COLUMNS", "anomaly_id",
-                     "telemetry_anomalies", "_ns", "_running_from_levels", "_running_from_states",
+                     "telemetry_anomalies", "_ns", "_running_from_levels", "running_from_states",
                      "_severity"), "telemanom_plant"),
 }
 

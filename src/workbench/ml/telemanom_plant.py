@@ -31,7 +31,12 @@ def _ns(times: pd.Series | pd.Index) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("ns").asi8
 
 
-def _running_from_states(times: pd.Index, machine: Any, states: pd.DataFrame) -> np.ndarray:
+def running_from_states(times: pd.Index, machine: Any, states: pd.DataFrame) -> np.ndarray:
+    """Whether ``machine`` was running at each of ``times``, from its ``machine_states`` intervals.
+
+    True inside an interval with state ``running`` (one without an end is still open); False in
+    any other state and outside every interval (no data is not running).
+    """
     st = states[states["machine_id"] == machine].sort_values("time_start", kind="stable")
     if st.empty:
         return np.zeros(len(times), bool)
@@ -160,7 +165,7 @@ def telemetry_anomalies(telemetry: pd.DataFrame, *, machine_states: pd.DataFrame
     for machine, mdata in data.groupby("machine_id", sort=True):
         wide = mdata.pivot_table(index="time", columns="metric", values="value", aggfunc="last").sort_index()
         if machine_states is not None:
-            running = _running_from_states(wide.index, machine, machine_states)
+            running = running_from_states(wide.index, machine, machine_states)
         else:
             running, basis = _running_from_levels(levels[levels["machine_id"] == machine], wide.index, cut)
             if running is None:
