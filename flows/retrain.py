@@ -78,14 +78,23 @@ def store_anomalies(first: dt.date, last: dt.date, spec: pipelines.RetrainSpec) 
     """The telemetry and scrap anomalies of the production days ``first`` … ``last`` → ``ml_anomalies``."""
     settings = config.settings()
     now = dt.datetime.now(dt.UTC)
-    done = []
-    with open_warehouse(settings) as wh:
+    found, done = [], []
+    # Detected from a read-only warehouse, written in one short transaction: the DuckDB file's
+    # single writer (a collector, a sync) is not held off while the detectors run.
+    with open_warehouse(settings, read_only=True) as wh:
         day = first
         while day <= last:
-            done.append(jobs.store_day_anomalies(wh, day, tz=settings.plant_timezone, created_at=now,
-                                                 train_days=spec.anomaly_train_days,
-                                                 history_days=spec.anomaly_history_days))
+            rows, info = jobs.day_anomalies(wh, day, tz=settings.plant_timezone, created_at=now,
+                                            train_days=spec.anomaly_train_days,
+                                            history_days=spec.anomaly_history_days)
+            if len(rows):
+                found.append(rows)
+            done.append(info)
             day += dt.timedelta(days=1)
+    if found:  # an episode across the boundary of two days is found by both: one row
+        rows = pd.concat(found, ignore_index=True).drop_duplicates("anomaly_id", keep="last")
+        with open_warehouse(settings) as wh:
+            jobs.write_anomalies(wh, rows)
     logger = get_run_logger()
     for d in done:
         logger.info("anomalies of %s: %s", d["day"], f"{d['stored']} stored" if d["shown"]

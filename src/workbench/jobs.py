@@ -150,19 +150,22 @@ def day_anomaly_tables(warehouse: Warehouse, *, start: dt.datetime, end: dt.date
                 "characteristics": warehouse.read("characteristics")}
 
 
-def store_day_anomalies(warehouse: Warehouse, day: dt.date, *, tz: str, train_days: float = 7,
-                        history_days: float = 14, created_at: dt.datetime) -> dict[str, object]:
-    """Detect the telemetry and scrap anomalies of one production day and store them in ``ml_anomalies``.
+def day_anomalies(warehouse: Warehouse, day: dt.date, *, tz: str, train_days: float = 7,
+                  history_days: float = 14,
+                  created_at: dt.datetime) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The telemetry and scrap anomalies of one production day, as ``ml_anomalies`` rows.
 
     The same computation as the report's "anomalies needing a look"
-    (:func:`workbench.ml.sections.anomalies_needing_a_look`); rows by
-    :func:`workbench.ml.anomaly_rows.anomaly_rows`, written in one transaction (deterministic ids:
-    a rerun updates the same rows).
+    (:func:`workbench.ml.sections.anomalies_needing_a_look`), rows by
+    :func:`workbench.ml.anomaly_rows.anomaly_rows` (deterministic ids: storing them again updates
+    the same rows). Only reads: store them with :func:`write_anomalies`.
 
     Returns
     -------
-    dict
-        day, stored (rows written), shown (whether the detectors had enough history) and why not.
+    rows : DataFrame
+        Every column of ``ml_anomalies``.
+    info : dict
+        day, found (rows), shown (whether the detectors had enough history) and why not.
     """
     from workbench.ml import sections
     from workbench.ml.anomaly_rows import anomaly_rows
@@ -173,10 +176,16 @@ def store_day_anomalies(warehouse: Warehouse, day: dt.date, *, tz: str, train_da
     section = sections.anomalies_needing_a_look(tables, day_start=start, day_end=end, train_days=train_days,
                                                 tz=tz)
     rows = anomaly_rows(section, created_at=created_at)
-    if len(rows):
-        with warehouse.transaction():
-            warehouse.write("ml_anomalies", rows)
-    return {"day": day.isoformat(), "stored": len(rows), "shown": section.shown, "why_not": section.reason}
+    return rows, {"day": day.isoformat(), "stored": len(rows), "shown": section.shown,
+                  "why_not": section.reason}
+
+
+def write_anomalies(warehouse: Warehouse, rows: pd.DataFrame) -> int:
+    """Store ``ml_anomalies`` rows (:func:`day_anomalies`) in one transaction; rows written."""
+    if rows.empty:
+        return 0
+    with warehouse.transaction():
+        return warehouse.write("ml_anomalies", rows).written
 
 
 def write_stop_predictions(warehouse: Warehouse, predictions: pd.DataFrame, *,
