@@ -15,6 +15,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import hooks
 from workbench import config, jobs, pipelines
+from workbench.errors import ConfigError
+from workbench.ml import daily, stored
 from workbench.ml import retrain as ml_retrain
 from workbench.ml.registry import Registry, default_tracking_uri
 from workbench.store import open_warehouse
@@ -71,6 +73,37 @@ def score_stops(tables: dict[str, pd.DataFrame], features: pd.DataFrame, start: 
     get_run_logger().info("rootcause: %(scored)d stops scored, %(filled)d uncoded filled, "
                           "%(suspect)d suspect codes", counts)
     return counts
+
+
+@task(name="compute-report-sections", retries=2, retry_delay_seconds=30)
+def compute_report_sections(day: dt.date, spec: pipelines.RetrainSpec) -> dict[str, Any]:
+    """The report pipeline's model sections of ``day`` → ``ml_sections`` (and that day's
+    anomalies → ``ml_anomalies``), computed with its notebooks' settings: the report reads them
+    back instead of computing them (:mod:`workbench.ml.daily`)."""
+    settings = config.settings()
+    logger = get_run_logger()
+    try:
+        report = pipelines.get(spec.report, home=settings.home, default_timezone=settings.plant_timezone)
+    except ConfigError as exc:
+        logger.info("report sections not computed ahead: %s", exc)
+        return {"day": day.isoformat(), "done": {}, "anomaly_params": None}
+    notebook_settings = daily.notebook_settings(report, home=settings.home)
+    now = dt.datetime.now(dt.UTC)
+    with open_warehouse(settings, read_only=True) as wh:  # written below, in one short transaction
+        result = daily.day_sections(wh, day, tz=settings.plant_timezone, settings=notebook_settings,
+                                    registry_uri=default_tracking_uri(settings.data_path), created_at=now)
+    if len(result.rows) or len(result.anomalies):
+        with open_warehouse(settings) as wh:
+            jobs.write_anomalies(wh, result.anomalies)
+            if len(result.rows):
+                wh.write(stored.TABLE, result.rows)
+    for name, what in result.done.items():
+        logger.info("report section %s of %s: %s", name, day, what)
+    anomalies = notebook_settings.get("anomalies")
+    stored_anomalies = "stored" in result.done.get("anomalies", "")
+    return {"day": day.isoformat(), "done": result.done,
+            "anomaly_params": ({k: anomalies[k] for k in ("train_days", "history_days")}
+                               if anomalies and stored_anomalies else None)}
 
 
 @task(name="store-anomalies", retries=2, retry_delay_seconds=30)
@@ -152,8 +185,16 @@ def retrain_models(pipeline: str = "retrain", until: str | None = None,
     # The champion (perhaps just promoted) scores the stops of the last days, whose codes are
     # still open: the 05:00 report shows its guesses beside the blanks.
     summary["scored"] = score_stops(tables, features, end - dt.timedelta(days=spec.score_days), end)
-    # …and the anomalies of the same days go to ml_anomalies, for the report, alerts and analysts.
+    # The report's model sections of the last day, computed now rather than while the managers wait
+    # for the 05:00 e-mail (its anomalies go to ml_anomalies too)…
     last_day = (end.astimezone(settings.tz) - dt.timedelta(seconds=1)).date()
-    summary["anomalies"] = store_anomalies(last_day - dt.timedelta(days=spec.score_days - 1), last_day, spec)
+    first_day = last_day - dt.timedelta(days=spec.score_days - 1)
+    if spec.report:
+        summary["sections"] = compute_report_sections(last_day, spec)
+        same = {"train_days": spec.anomaly_train_days, "history_days": spec.anomaly_history_days}
+        if summary["sections"]["anomaly_params"] == same:
+            last_day -= dt.timedelta(days=1)  # its anomalies are stored already, with the same settings
+    # …and the anomalies of the other days go to ml_anomalies, for the report, alerts and analysts.
+    summary["anomalies"] = store_anomalies(first_day, last_day, spec) if first_day <= last_day else []
     _publish(summary)
     return summary

@@ -137,17 +137,12 @@ def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
 
 def day_anomaly_tables(warehouse: Warehouse, *, start: dt.datetime, end: dt.datetime, train_days: float,
                        history_days: float) -> dict[str, pd.DataFrame]:
-    """What :func:`workbench.ml.sections.anomalies_needing_a_look` reads for the day ``[start, end)``:
-    telemetry from ``train_days`` before it, production, scrap, stops, states and measurements from
-    ``history_days`` before it (the anomalies notebook reads the same)."""
-    tel_from = start - dt.timedelta(days=train_days)
-    hist_from = start - dt.timedelta(days=max(history_days, train_days))
-    with warehouse.held():
-        return {"machine_telemetry": warehouse.read("machine_telemetry", start=tel_from, end=end),
-                "machine_states": warehouse.read("machine_states", start=hist_from, end=end, overlap=True),
-                **{t: warehouse.read(t, start=hist_from, end=end)
-                   for t in ("production_events", "scrap_events", "downtime_events", "quality_measurements")},
-                "characteristics": warehouse.read("characteristics")}
+    """What :func:`workbench.ml.sections.anomalies_needing_a_look` reads for the day ``[start, end)``
+    (:func:`workbench.ml.daily.anomaly_reads`, as the anomalies notebook reads them)."""
+    from workbench.ml import daily
+
+    return daily.read_many(warehouse, daily.anomaly_reads(start, end, train_days=train_days,
+                                                          history_days=history_days))
 
 
 def day_anomalies(warehouse: Warehouse, day: dt.date, *, tz: str, train_days: float = 7,

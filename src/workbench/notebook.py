@@ -366,6 +366,22 @@ class Scope:
                                    end=(end or self.end) if ranged else None, machines=machines,
                                    overlap=overlap and ranged)
 
+    def read_many(self, reads: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+        """Read several tables for the selected machines under one connection.
+
+        Parameters
+        ----------
+        reads : mapping of table name to :class:`workbench.ml.daily.Read`
+            Each table's range (e.g. :func:`workbench.ml.daily.anomaly_reads`).
+
+        Returns
+        -------
+        dict of DataFrames
+        """
+        from workbench.ml.daily import read_many
+
+        return read_many(self.warehouse, reads, machines=self.machine_filter)
+
     def plant_frames(self) -> oee.PlantFrames:
         """The tables OEE and the loss analyses need (see :func:`workbench.jobs.load_plant_frames`,
         which reads them all under one connection, so that they fit together)."""

@@ -19,6 +19,7 @@ Example (``pipelines/daily_report.yaml``)::
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ _TOP_KEYS = {"description", "kind", "schedule", "parameters", "notebooks", "emai
              "sync", "retrain", "extract"}
 _EXTRACT_KEYS = {"days_before", "days_after"}
 _RETRAIN_KEYS = {"train_days", "holdout_days", "weekly_on", "trigger_days", "score_days", "rootcause",
-                 "anomalies"}
+                 "anomalies", "report"}
 _ANOMALY_KEYS = {"train_days", "history_days"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SYNC_KEYS = {"overlap", "initial_backfill", "chunk", "page_size", "request_timeout_s", "workers",
@@ -173,6 +174,10 @@ class RetrainSpec:
         day, and days of production the scrap detector learns the usual rates from — as the
         anomalies notebook's ``train_days`` / ``history_days``. Every run stores the anomalies of
         the production days in its scoring window in ``ml_anomalies``.
+    report : str
+        The report pipeline whose model sections every run computes ahead for its last day, with
+        that pipeline's notebook settings (``ml_sections``; the report reads them back instead of
+        computing them while the managers wait). Empty: none.
     """
 
     train_days: int = 28
@@ -183,6 +188,7 @@ class RetrainSpec:
     rootcause: dict[str, Any] = field(default_factory=dict)
     anomaly_train_days: int = 7
     anomaly_history_days: int = 14
+    report: str = "daily_report"
 
 
 def _retrain_spec(where: str, raw: Any) -> RetrainSpec:
@@ -213,7 +219,16 @@ def _retrain_spec(where: str, raw: Any) -> RetrainSpec:
                        weekly_on=weekday, trigger_days=days("trigger_days", 1),
                        score_days=days("score_days", 1),
                        rootcause=dict(_mapping(f"{where}: retrain.rootcause", data.get("rootcause"))),
-                       **anomaly_days)
+                       report=_report_name(where, data.get("report", default.report)), **anomaly_days)
+
+
+def _report_name(where: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise ConfigError(f"{where}: retrain.report must be the name of a report pipeline (e.g. "
+                          f"daily_report) or empty, got {value!r}")
+    return value
 
 
 def parse_duration(where: str, text: object, *, allow_zero: bool = True) -> dt.timedelta:

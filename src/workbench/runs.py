@@ -43,6 +43,8 @@ EXTRACT_TABLES = (
     "machines", "parts", "part_rates", "reason_codes", "shift_calendar", "planned_stops", "work_orders",
     "characteristics", "machine_states", "downtime_events", "production_events", "scrap_events",
     "quality_measurements", "inspections", "oee_hourly",
+    # the model sections the morning model run computed ahead for the day (workbench.ml.stored)
+    "ml_sections",
 )
 
 

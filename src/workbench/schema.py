@@ -340,6 +340,17 @@ _register(Table(
     key=("anomaly_id",), time_column="time_start", on_conflict="update"))
 
 _register(Table(
+    "ml_sections", "derived",
+    (_c("section", "text", False, "ml_uncoded_stops, ml_anomalies or ml_week_ahead"),
+     _c("day_start", "timestamptz", False), _c("day_end", "timestamptz", False),
+     _c("params", "text", False, "every setting the section depends on, canonical JSON"),
+     _c("inputs", "text", False, "fingerprint of the rows it was computed from"),
+     _c("status", "text"), _c("created_at", "timestamptz"),
+     _c("payload", "json", doc="the whole section (workbench.ml.records.MLSection.to_payload)")),
+    key=("section", "day_start", "params"), time_column="day_start", on_conflict="update",
+    doc="the report's model sections computed ahead by the morning model run (workbench.ml.stored)"))
+
+_register(Table(
     "ml_predictions", "derived",
     (_c("target_table", "text", False), _c("target_id", "text", False), _c("model_name", "text", False),
      _c("model_version", "text", False), _c("predicted", "text"), _c("confidence", "double"),
@@ -481,6 +492,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "ml_anomalies: detected_at, likely_cause, hypotheses, detail",
               lambda engine: [stmt for col in ("detected_at", "likely_cause", "hypotheses", "detail")
                               for stmt in add_column("ml_anomalies", col)(engine)]),
+    # The table itself is created by init_schema (as every table missing from an older warehouse);
+    # the version tells a writer of an older warehouse to run `workbench db init` first.
+    Migration(3, "ml_sections: the report's model sections computed ahead", lambda engine: []),
 )
 
 #: The current schema version (the last migration's).

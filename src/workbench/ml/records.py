@@ -67,6 +67,60 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
+def _column_type(col: pd.Series) -> str:
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        return "timestamp"
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(col.dtype):
+        return "float"
+    if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+        return "string"
+    present = col.dropna()
+    if len(present) and all(isinstance(v, dt.date) and not isinstance(v, dt.datetime) for v in present):
+        return "date"
+    return "object"
+
+
+def encode_frame(frame: pd.DataFrame) -> dict[str, Any]:
+    """A DataFrame as JSON data with its column types (timestamps UTC, dates, numbers, text,
+    JSON-able objects; tuples become lists), for :func:`decode_frame`."""
+    types = {str(c): _column_type(frame[c]) for c in frame.columns}
+    # Missing values of object columns are NaN or None: which one, to give the same back.
+    nan = [str(c) for c in frame.columns if types[str(c)] == "object"
+           and any(isinstance(v, float) and math.isnan(v) for v in frame[c])]
+    return {"columns": [str(c) for c in frame.columns], "types": types, "nan": nan,
+            "rows": [[plain(v) for v in row] for row in frame.itertuples(index=False, name=None)]}
+
+
+def decode_frame(data: Mapping[str, Any]) -> pd.DataFrame:
+    """The DataFrame :func:`encode_frame` encoded."""
+    columns, types = list(data["columns"]), dict(data["types"])
+    frame = pd.DataFrame(data["rows"] or None, columns=columns)
+    for col in columns:
+        kind, values = types[col], frame[col]
+        if kind == "timestamp":
+            frame[col] = pd.to_datetime(values, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+        elif kind == "date":
+            frame[col] = pd.Series([None if v is None else dt.date.fromisoformat(v) for v in values],
+                                   index=frame.index, dtype=object)
+        elif kind == "bool":
+            frame[col] = values.astype(bool)
+        elif kind == "int":
+            frame[col] = values.astype("int64")
+        elif kind == "float":
+            frame[col] = pd.to_numeric(values, errors="raise").astype("float64")
+        elif kind == "string":
+            frame[col] = values.astype("str")
+        else:
+            missing = np.nan if col in data.get("nan", ()) else None
+            frame[col] = pd.Series([missing if v is None else v for v in values], index=frame.index,
+                                   dtype=object)
+    return frame
+
+
 @dataclass(frozen=True, eq=False)
 class MLSection:
     """What one model says in the report, or why it says nothing.
@@ -144,6 +198,33 @@ class MLSection:
                    reason=str(record.get("reason", "")), confidence=str(record.get("confidence", "")),
                    table=table, notes=tuple(str(n) for n in record.get("notes") or ()),
                    total_rows=_count(record.get("n_rows")))
+
+    def to_payload(self) -> dict[str, Any]:
+        """The whole section as JSON data, every table and detail with its column types, for
+        :meth:`from_payload` (what ``ml_sections`` keeps; unlike :meth:`as_record`, nothing is cut)."""
+        return {"title": self.title, "status": self.status, "reason": self.reason,
+                "confidence": self.confidence, "notes": list(self.notes), "total_rows": self.total_rows,
+                "table": encode_frame(self.table),
+                "details": {str(k): encode_frame(v) for k, v in self.details.items()}}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> MLSection:
+        """The section kept by :meth:`to_payload`, its tables with their column types again.
+
+        Raises
+        ------
+        MLError
+            When the payload is not one :meth:`to_payload` wrote.
+        """
+        try:
+            return cls(title=str(payload["title"]), status=str(payload["status"]),
+                       reason=str(payload.get("reason", "")), confidence=str(payload.get("confidence", "")),
+                       table=decode_frame(payload["table"]),
+                       notes=tuple(str(n) for n in payload.get("notes", ())),
+                       details={str(k): decode_frame(v) for k, v in (payload.get("details") or {}).items()},
+                       total_rows=_count(payload.get("total_rows")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MLError(f"a stored ML section is not readable ({type(exc).__name__}: {exc})") from None
 
     def as_text(self) -> str:
         """Title, status or reason, confidence and notes as plain lines (what a notebook prints)."""

@@ -26,6 +26,7 @@ Decisions are rows
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -135,6 +136,23 @@ class LoadedModel:
 
     model: Any
     card: ModelVersion
+
+
+class DeferredModel:
+    """A registry version's card now, the model itself when first used.
+
+    ``model`` loads it with every check of :meth:`Registry.load` (recorded hash, trusted types) on
+    first access — a report whose section was computed ahead never pays for loading it.
+    """
+
+    def __init__(self, registry: Registry, card: ModelVersion) -> None:
+        self.card = card
+        self._registry = registry
+
+    @functools.cached_property
+    def model(self) -> Any:
+        """The model (loaded and checked on first access)."""
+        return self._registry.load(self.card.name, version=self.card.version).model
 
 
 def _sha256(path: Path) -> str:
@@ -387,6 +405,16 @@ class Registry:
                               f"{', '.join(foreign)}: refusing to load it")
             model = sio.load(path, trusted=untrusted)
         return LoadedModel(model=model, card=card)
+
+    def deferred(self, name: str, *, alias: str = CHAMPION) -> DeferredModel:
+        """The version under ``alias`` with its card, loaded only when its model is first used.
+
+        Raises
+        ------
+        MLError
+            When the model or the alias does not exist.
+        """
+        return DeferredModel(self, self.version(name, alias=alias))
 
     # -- aliases and decisions ------------------------------------------------------------------
     def _history(self, name: str) -> list[int]:

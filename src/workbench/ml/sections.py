@@ -79,7 +79,14 @@ from workbench.ml.records import (
 from workbench.ml.records import NOT_SHOWN as NOT_SHOWN
 from workbench.ml.records import UNCODED_RECORD as UNCODED_RECORD
 from workbench.ml.records import WEEK_AHEAD_RECORD as WEEK_AHEAD_RECORD
-from workbench.ml.registry import CHAMPION, LoadedModel, ModelVersion, Registry, default_tracking_uri
+from workbench.ml.registry import (
+    CHAMPION,
+    DeferredModel,
+    LoadedModel,
+    ModelVersion,
+    Registry,
+    default_tracking_uri,
+)
 from workbench.ml.retrain import ROOTCAUSE, classification_metrics, model_features
 from workbench.ml.rootcause import (
     RootCauseClassifier,
@@ -89,6 +96,7 @@ from workbench.ml.rootcause import (
     training_frame,
 )
 from workbench.ml.scrap import ScrapAnomalyDetector, scrap_mix
+from workbench.ml.stored import stored_section
 from workbench.ml.telemanom import DEFAULT_METRICS, TelemanomDetector, telemetry_anomalies
 from workbench.ml.telemanom_plant import running_from_states
 
@@ -130,8 +138,8 @@ def _local(ts: Any, tz: str, fmt: str = "%a %d %b %Y %H:%M") -> str:
 # the model
 
 
-def load_model(uri: str = "", *, name: str = ROOTCAUSE,
-               alias: str = CHAMPION) -> tuple[LoadedModel | None, str]:
+def load_model(uri: str = "", *, name: str = ROOTCAUSE, alias: str = CHAMPION,
+               deferred: bool = False) -> tuple[LoadedModel | DeferredModel | None, str]:
     """The registry's model under ``alias``, or None and why not (the notebooks' one call to the registry).
 
     Parameters
@@ -141,10 +149,13 @@ def load_model(uri: str = "", *, name: str = ROOTCAUSE,
         else ``data/mlflow/mlflow.db``). A SQLite store that does not exist is not created.
     name, alias : str
         Registered model and alias.
+    deferred : bool
+        Return its card now and load the model when first used (:class:`DeferredModel`): a
+        section read back from the morning run's results does not need it.
 
     Returns
     -------
-    (LoadedModel or None, str)
+    (LoadedModel or DeferredModel or None, str)
         The model with its card and ``""``, or None and the reason (no store, no model, no alias).
         A model that fails the registry's checks (changed artifact, untrusted types) raises.
     """
@@ -158,7 +169,7 @@ def load_model(uri: str = "", *, name: str = ROOTCAUSE,
             if alias == CHAMPION:
                 return None, NO_MODEL
             return None, f"model {name!r} has no version with the alias {alias!r} in the registry at {where}"
-        return registry.load(name, alias=alias), ""
+        return (registry.deferred(name, alias=alias) if deferred else registry.load(name, alias=alias)), ""
 
 
 @contextlib.contextmanager
@@ -241,9 +252,18 @@ def _contribution_rows(explained: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["event_id", "rank", "feature", "value", "shap"])
 
 
-def uncoded_stops(tables: Mapping[str, pd.DataFrame], *, model: RootCauseClassifier | None = None,
+def uncoded_params(card: ModelVersion, *, min_accuracy: float, suspect_threshold: float,
+                   top: int) -> dict[str, Any]:
+    """What :func:`uncoded_stops` depends on besides its tables (the key of a stored section)."""
+    return {"model": f"{card.name} v{card.version}", "min_accuracy": float(min_accuracy),
+            "suspect_threshold": float(suspect_threshold), "top": int(top)}
+
+
+def uncoded_stops(tables: Mapping[str, pd.DataFrame], *,
+                  model: RootCauseClassifier | LoadedModel | DeferredModel | None = None,
                   card: ModelVersion | None = None, day_start: dt.datetime, day_end: dt.datetime,
-                  min_accuracy: float = 0.65, suspect_threshold: float = 0.8, top: int = 3) -> MLSection:
+                  min_accuracy: float = 0.65, suspect_threshold: float = 0.8, top: int = 3,
+                  stored: pd.DataFrame | None = None, tz: str = "UTC") -> MLSection:
     """The day's stops without a reason code, with the likely cause; and the day's suspect codes.
 
     Parameters
@@ -253,10 +273,12 @@ def uncoded_stops(tables: Mapping[str, pd.DataFrame], *, model: RootCauseClassif
         last stop of each category"), ``machine_states`` likewise, ``scrap_events`` and
         ``machine_telemetry`` from an hour before the day (optional: their features are then
         missing, as they would be for the model).
-    model : RootCauseClassifier, optional
-        The champion (None: not shown, :data:`NO_MODEL`).
+    model : RootCauseClassifier or LoadedModel or DeferredModel, optional
+        The champion (None: not shown, :data:`NO_MODEL`); from the registry, with its card (a
+        deferred one is loaded only when the section is computed, not read back).
     card : ModelVersion, optional
-        Its registry card; its ``holdout_accuracy`` metric decides whether to show anything.
+        Its registry card (default: the loaded model's); its ``holdout_accuracy`` metric decides
+        whether to show anything.
     day_start, day_end : datetime
         Timezone-aware bounds of the day (stops starting in ``[day_start, day_end)``).
     min_accuracy : float
@@ -265,6 +287,12 @@ def uncoded_stops(tables: Mapping[str, pd.DataFrame], *, model: RootCauseClassif
         A coded stop is suspect when the prediction differs and is at least this confident.
     top : int
         SHAP contributions per stop.
+    stored : DataFrame, optional
+        ``ml_sections`` rows of the day: the section the morning run computed with this model
+        version, these settings and the same data is read back instead of computed
+        (:func:`workbench.ml.stored.stored_section`).
+    tz : str
+        Plant time zone (the note on a section read back).
 
     Returns
     -------
@@ -278,6 +306,8 @@ def uncoded_stops(tables: Mapping[str, pd.DataFrame], *, model: RootCauseClassif
     lo, hi = _utc(day_start, "day_start"), _utc(day_end, "day_end")
     if model is None:
         return not_shown(title, NO_MODEL)
+    if isinstance(model, LoadedModel | DeferredModel):
+        card = card if card is not None else model.card
     acc = card.metrics.get("holdout_accuracy") if card is not None else None
     if acc is None or not math.isfinite(acc):
         return not_shown(title, "the model's held-out accuracy is not recorded, so its predictions cannot "
@@ -288,6 +318,13 @@ def uncoded_stops(tables: Mapping[str, pd.DataFrame], *, model: RootCauseClassif
                                  f"held-out stops, below the {_pct(min_accuracy)} needed to show its "
                                  "predictions",
                           confidence=confidence)
+    params = uncoded_params(card, min_accuracy=min_accuracy, suspect_threshold=suspect_threshold, top=top)
+    kept = stored_section(stored, UNCODED_RECORD, day_start=lo, day_end=hi, params=params, tables=tables,
+                          tz=tz)
+    if kept is not None:
+        return kept
+    if isinstance(model, LoadedModel | DeferredModel):
+        model = model.model
     downtime = _table(tables, "downtime_events")
     starts = (pd.to_datetime(downtime["time_start"], utc=True) if downtime is not None
               else pd.Series(dtype="datetime64[ns, UTC]"))
@@ -454,8 +491,14 @@ def _scrap_part(tables: Mapping[str, pd.DataFrame], lo: pd.Timestamp, hi: pd.Tim
     return _Part(rows, performance=performance, detail=found)
 
 
+def anomaly_params(*, train_days: float, tz: str) -> dict[str, Any]:
+    """What :func:`anomalies_needing_a_look` depends on besides its tables."""
+    return {"train_days": float(train_days), "tz": tz}
+
+
 def anomalies_needing_a_look(tables: Mapping[str, pd.DataFrame], *, day_start: dt.datetime,
-                             day_end: dt.datetime, train_days: float = 7, tz: str = "UTC") -> MLSection:
+                             day_end: dt.datetime, train_days: float = 7, tz: str = "UTC",
+                             stored: pd.DataFrame | None = None) -> MLSection:
     """Telemetry anomalies raised during the day and scrap anomalies overlapping it, with likely causes.
 
     Telemetry: :func:`~workbench.ml.telemanom.telemetry_anomalies` with each channel's predictor
@@ -478,6 +521,9 @@ def anomalies_needing_a_look(tables: Mapping[str, pd.DataFrame], *, day_start: d
         Days of history before the day each detector needs.
     tz : str
         Plant time zone, for the times in the texts.
+    stored : DataFrame, optional
+        ``ml_sections`` rows of the day: the section the morning run computed with these settings
+        and the same data is read back instead of computed.
 
     Returns
     -------
@@ -490,6 +536,10 @@ def anomalies_needing_a_look(tables: Mapping[str, pd.DataFrame], *, day_start: d
     """
     title = ANOMALIES_TITLE
     lo, hi = _utc(day_start, "day_start"), _utc(day_end, "day_end")
+    kept = stored_section(stored, ANOMALIES_RECORD, day_start=lo, day_end=hi,
+                          params=anomaly_params(train_days=train_days, tz=tz), tables=tables, tz=tz)
+    if kept is not None:
+        return kept
     parts = {"telemetry": _telemetry_part(tables, lo, hi, train_days, tz),
              "scrap": _scrap_part(tables, lo, hi, train_days, tz)}
     judged = {k: p for k, p in parts.items() if p.rows is not None}
@@ -618,9 +668,18 @@ def _finite(x: float) -> bool:
     return x is not None and math.isfinite(x)
 
 
+def week_ahead_params(*, origin_day: dt.date, tz: str, target_yield: float, forecaster: yf.YieldForecaster,
+                      history_shown: int) -> dict[str, Any]:
+    """What :func:`week_ahead` depends on besides its tables."""
+    return {"origin_day": origin_day.isoformat(), "tz": tz, "target_yield": float(target_yield),
+            "history_shown": int(history_shown), "forecaster": type(forecaster).__name__,
+            **{f"forecaster.{k}": v for k, v in sorted(forecaster.get_params().items())}}
+
+
 def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: str,
                target_yield: float = 0.95, day_end: dt.datetime | None = None,
-               forecaster: yf.YieldForecaster | None = None, history_shown: int = 28) -> MLSection:
+               forecaster: yf.YieldForecaster | None = None, history_shown: int = 28,
+               stored: pd.DataFrame | None = None, day_start: dt.datetime | None = None) -> MLSection:
     """Good output and yield per line for the days after the report day, with intervals.
 
     :class:`~workbench.ml.forecast.YieldForecaster` fitted on the production history in
@@ -648,6 +707,12 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
         Hyperparameters (default ``YieldForecaster(random_state=0)``: 7 days).
     history_shown : int
         Days of actual history kept in ``details["history"]`` for the chart.
+    stored : DataFrame, optional
+        ``ml_sections`` rows of the day: the section the morning run computed with these settings
+        and the same data is read back instead of computed (needs ``day_start`` and ``day_end``,
+        the report day's bounds).
+    day_start : datetime, optional
+        The report day's start (the key of a stored section).
 
     Returns
     -------
@@ -658,6 +723,14 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
         ``backtest`` (the calibration metrics).
     """
     title = WEEK_AHEAD_TITLE
+    est = forecaster if forecaster is not None else yf.YieldForecaster(random_state=0)
+    if stored is not None and day_start is not None and day_end is not None:
+        params = week_ahead_params(origin_day=origin_day, tz=tz, forecaster=est, target_yield=target_yield,
+                                   history_shown=history_shown)
+        kept = stored_section(stored, WEEK_AHEAD_RECORD, day_start=_utc(day_start, "day_start"),
+                              day_end=_utc(day_end, "day_end"), tables=tables, tz=tz, params=params)
+        if kept is not None:
+            return kept
     events = _table(tables, "production_events")
     if events is None:
         return not_shown(title, "no production history: the forecast needs at least "
@@ -678,7 +751,6 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
     if span < yf.MIN_HISTORY_DAYS:
         return not_shown(title, f"the forecast needs at least {yf.MIN_HISTORY_DAYS} days (three weeks) of "
                                  f"production history; the data has {span} ({first} – {last})")
-    est = forecaster if forecaster is not None else yf.YieldForecaster(random_state=0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Prophet's chatter; the fit's own notes say what matters

@@ -69,6 +69,9 @@ DEFAULT_PRELOAD = (
     "workbench.ml.ml_plots",
     "shap",
     "mlflow",
+    # the registry's SQLite stores (~1.5 s): a notebook reads a model's card through them
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
     "skops.io",
     "prophet",
     "workbench.notebook:warm_up",  # module:function — called once, after the imports
