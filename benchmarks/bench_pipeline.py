@@ -151,7 +151,8 @@ def main() -> None:
         print(f"  ratio {wall / floor:.2f}×")
         pages = runs.run_dir(settings, pipeline, day)
         read_back = [n for n in daily.NOTEBOOKS
-                     if "computed by the model run" in (pages / f"{n}.html").read_text(errors="replace")]
+                     if (pages / f"{n}.html").is_file()
+                     and "computed by the model run" in (pages / f"{n}.html").read_text(errors="replace")]
         print(f"  model sections read back from the morning run: {len(read_back)} of {len(daily.NOTEBOOKS)}"
               + (f" ({', '.join(read_back)})" if read_back else ""))
         if args.timeline:

@@ -235,3 +235,26 @@ def test_a_fresh_process_loads_the_champion(registry: Registry, data) -> None:
                          env={k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_TRACKING_URI"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1", "DecisionTreeClassifier"]
+
+
+def test_the_card_read_straight_from_sqlite_is_the_registrys(registry: Registry, data) -> None:
+    """The report's root-cause notebook reads the champion's card without importing MLflow
+    (sqlite_card); it must be exactly the card MLflow gives, and the model loads when first used."""
+    from workbench.ml.registry import DeferredModel, RegistryUnreadableError, sqlite_card
+    from workbench.ml.sections import load_model
+
+    x, _ = data
+    _register(registry, data, 2, 0.7)
+    _register(registry, data, 4, 0.9)
+    assert sqlite_card(registry.uri, "rootcause", "champion") is None  # no champion yet
+    registry.promote("rootcause", 1, reason="first")
+    for alias in ("champion", "challenger"):
+        assert sqlite_card(registry.uri, "rootcause", alias) == registry.version("rootcause", alias=alias)
+    assert sqlite_card(registry.uri, "rootcause", "champion").metrics["balanced_accuracy"] == pytest.approx(0.7)
+    assert sqlite_card(registry.uri, "nothere", "champion") is None
+    with pytest.raises(RegistryUnreadableError, match="not a SQLite store"):
+        sqlite_card("http://127.0.0.1:5000", "rootcause")
+    deferred, why = load_model(registry.uri, alias="challenger", deferred=True)
+    assert isinstance(deferred, DeferredModel) and why == "" and deferred.card.version == 2
+    eager = registry.load("rootcause", alias="challenger")
+    assert (deferred.model.predict(x) == eager.model.predict(x)).all()

@@ -25,11 +25,13 @@ Decisions are rows
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -142,17 +144,80 @@ class DeferredModel:
     """A registry version's card now, the model itself when first used.
 
     ``model`` loads it with every check of :meth:`Registry.load` (recorded hash, trusted types) on
-    first access — a report whose section was computed ahead never pays for loading it.
+    first access — a report whose section was computed ahead never pays for loading it (nor, with
+    :func:`sqlite_card`, for importing MLflow).
     """
 
-    def __init__(self, registry: Registry, card: ModelVersion) -> None:
+    def __init__(self, registry: Registry | str, card: ModelVersion) -> None:
         self.card = card
         self._registry = registry
 
     @functools.cached_property
     def model(self) -> Any:
         """The model (loaded and checked on first access)."""
-        return self._registry.load(self.card.name, version=self.card.version).model
+        registry = self._registry if isinstance(self._registry, Registry) else Registry(self._registry)
+        return registry.load(self.card.name, version=self.card.version).model
+
+
+class RegistryUnreadableError(MLError):
+    """:func:`sqlite_card` cannot read the store directly (then ask MLflow)."""
+
+
+def sqlite_card(uri: str, name: str, alias: str = CHAMPION) -> ModelVersion | None:
+    """The card of the version under ``alias`` read straight from a SQLite MLflow store, read-only.
+
+    What :meth:`Registry.version` returns, without importing MLflow (~2 s, which the report's
+    root-cause notebook would pay only to learn which version is the champion). Reads MLflow's own
+    tables (``registered_model_aliases``, ``model_versions``, ``model_version_tags``,
+    ``latest_metrics``) of the pinned MLflow version; ``tests/ml/test_registry.py`` checks the two
+    agree.
+
+    Returns
+    -------
+    ModelVersion or None
+        None when the model or the alias does not exist.
+
+    Raises
+    ------
+    RegistryUnreadableError
+        Not a SQLite store, or its tables are not as expected: ask :class:`Registry` instead.
+    """
+    import sqlite3
+
+    if not uri.startswith("sqlite:///"):
+        raise RegistryUnreadableError(f"{uri} is not a SQLite store")
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise RegistryUnreadableError(f"no SQLite store at {path}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            found = con.execute("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                                (name, alias)).fetchall()
+            if not found:
+                return None
+            if len(found) > 1:
+                raise RegistryUnreadableError(f"alias {alias!r} of {name} is in several workspaces")
+            version = int(found[0][0])
+            row = con.execute("SELECT creation_time, description, run_id FROM model_versions "
+                              "WHERE name = ? AND version = ?", (name, version)).fetchall()
+            if len(row) != 1:
+                raise RegistryUnreadableError(f"{name} version {version} is not readable directly")
+            created, description, run_id = row[0]
+            key = (name, version)
+            aliases = tuple(sorted(a for (a,) in con.execute(
+                "SELECT alias FROM registered_model_aliases WHERE name = ? AND version = ?", key)))
+            tags = dict(con.execute(
+                "SELECT key, value FROM model_version_tags WHERE name = ? AND version = ?", key).fetchall())
+            metrics = {key: math.nan if is_nan else float(value) for key, value, is_nan in con.execute(
+                "SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?", (run_id or "",))}
+    except sqlite3.Error as exc:
+        raise RegistryUnreadableError(f"{path}: {exc}") from None
+    return ModelVersion(
+        name=name, version=version, aliases=aliases, run_id=run_id or "",
+        created_at=dt.datetime.fromtimestamp(created / 1000, dt.UTC),
+        training_start=_when(tags.get("training_start")), training_end=_when(tags.get("training_end")),
+        features=tuple(json.loads(tags.get("features", "[]"))), metrics=metrics,
+        sha256=tags.get(_HASH_TAG, ""), description=description or "")
 
 
 def _sha256(path: Path) -> str:

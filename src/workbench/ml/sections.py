@@ -85,7 +85,9 @@ from workbench.ml.registry import (
     LoadedModel,
     ModelVersion,
     Registry,
+    RegistryUnreadableError,
     default_tracking_uri,
+    sqlite_card,
 )
 from workbench.ml.retrain import ROOTCAUSE, classification_metrics, model_features
 from workbench.ml.rootcause import (
@@ -163,6 +165,14 @@ def load_model(uri: str = "", *, name: str = ROOTCAUSE, alias: str = CHAMPION,
     if where.startswith("sqlite:///") and not Path(where.removeprefix("sqlite:///")).is_file():
         return None, (f"no model registry at {where.removeprefix('sqlite:///')} yet — run "
                       "`workbench run retrain --force`")
+    if deferred and where.startswith("sqlite:///"):
+        try:  # the card without importing MLflow; the model (and MLflow) only if it is used
+            card = sqlite_card(where, name, alias)
+        except RegistryUnreadableError:
+            pass
+        else:
+            if card is not None:
+                return DeferredModel(where, card), ""
     with _quiet():
         registry = Registry(where)
         if name not in registry.names() or registry.alias_version(name, alias) is None:

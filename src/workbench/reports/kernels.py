@@ -63,17 +63,14 @@ DEFAULT_PRELOAD = (
     "workbench.losses",
     "workbench.reliability",
     "workbench.spc",
-    # The model sections (root_cause, anomalies, yield_forecast): ~5 s of imports a kernel would
-    # otherwise pay each — scikit-learn and imbalanced-learn come with the sections.
+    # The model sections (root_cause, anomalies, yield_forecast) — scikit-learn and imbalanced-learn
+    # come with them. Not SHAP, skops, Prophet or MLflow (~4 s that every kernel would wait for at
+    # the start of a run): the morning model run computed the sections (workbench.ml.daily), so a
+    # notebook needs them only when it computes a section itself, and the root-cause notebook alone
+    # reads the registry (MLflow) for the champion's card.
     "workbench.ml.sections",
     "workbench.ml.ml_plots",
-    "shap",
-    "mlflow",
-    # the registry's SQLite stores (~1.5 s): a notebook reads a model's card through them
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store",
-    "skops.io",
-    "prophet",
+    "workbench.ml.daily",
     "workbench.notebook:warm_up",  # module:function — called once, after the imports
 )
 
