@@ -28,11 +28,13 @@ def make_notebook(path: Path, body: str, *, parameters: str) -> Path:
 
 
 PARAMS = 'date = ""\nwarehouse = ""\ndays = 1\n'
+# A notebook that takes a second: two started together visibly overlap (the concurrency tests), and every
+# flow run of these tests pays it once per notebook.
 SLOW_OK = """
 import time
 from IPython.display import HTML, display
 import plotly.graph_objects as go
-time.sleep(3)
+time.sleep(1)
 fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
 display(HTML(fig.to_html(full_html=False, include_plotlyjs=True)))
 print("report day", date, "from", warehouse)

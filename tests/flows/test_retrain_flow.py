@@ -16,7 +16,7 @@ from workbench import cli, config, runs
 from workbench.demo import load_plant
 from workbench.ml.registry import Registry, default_tracking_uri
 from workbench.ml.sections import card_confidence
-from workbench.simulate import PlantConfig, simulate_plant
+from workbench.simulate import PlantConfig, SimulatedPlant, simulate_plant
 from workbench.store import DuckDBWarehouse
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,12 @@ retries: 0
 
 
 @pytest.fixture(scope="module")
-def retrain_home(tmp_path_factory) -> Path:
+def plant() -> SimulatedPlant:
+    return simulate_plant(PLANT)
+
+
+@pytest.fixture(scope="module")
+def retrain_home(plant, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("retrain") / "project"
     shutil.copytree(ROOT / "flows", home / "flows", ignore=shutil.ignore_patterns("__pycache__"))
     (home / "pipelines").mkdir()
@@ -52,12 +57,12 @@ def retrain_home(tmp_path_factory) -> Path:
                          "forest": "{}"}.items():
         (home / "pipelines" / f"{name}.yaml").write_text(pipeline(params))
     with DuckDBWarehouse(home / "data" / "warehouse.duckdb") as wh:
-        load_plant(simulate_plant(PLANT), wh, truth_dir=home / "data" / "ground_truth")
+        load_plant(plant, wh, truth_dir=home / "data" / "ground_truth")
     return home
 
 
 def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_restores(
-        prefect_server, retrain_home, use_home, monkeypatch) -> None:
+        prefect_server, plant, retrain_home, use_home, monkeypatch) -> None:
     use_home(retrain_home)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("WORKBENCH_PLANT_TIMEZONE", "America/Chicago")
@@ -70,8 +75,8 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
         state = flows.retrain_models(pipeline=name, until=UNTIL, force=True, return_state=True)
         assert state.is_completed(), state.message
         names = sorted(t.name.rsplit("-", 1)[0] for t in task_runs(state))
-        assert names == ["build-stop-features", "check-champion", "read-stops-and-context", "retrain-rootcause",
-                         "score-stops", "store-anomalies"], names
+        assert names == ["build-stop-features", "check-champion", "compute-report-sections", "read-stops-and-context",
+                         "retrain-rootcause", "score-stops", "store-anomalies"], names
         return state.result()
 
     first_run = run("shallow")
@@ -117,12 +122,12 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
     assert day.loc[blank, "predicted_category"].notna().all()
     assert day.loc[blank, "predicted_confidence"].between(0, 1).all()
     assert day.loc[~blank, "predicted_category"].isna().all()
-    source = simulate_plant(PLANT).tables["downtime_events"].set_index("event_id")
+    source = plant.tables["downtime_events"].set_index("event_id")
     assert (day.set_index("event_id")["reason_code"].fillna("") == source.loc[day["event_id"], "reason_code"]
             .fillna("")).all()
     assert set(predictions["model_version"]) == {"rootcause/v1", "rootcause/v3"}
     assert set(predictions["target_id"]) >= set(day.loc[blank, "event_id"])
-    truth = simulate_plant(PLANT).truth.stops.set_index("event_id")
+    truth = plant.truth.stops.set_index("event_id")
     right = (day.loc[blank].set_index("event_id")["predicted_category"]
              == truth.loc[day.loc[blank, "event_id"], "true_category"]).mean()
     print(f"\nuncoded stops of the last four days: {int(blank.sum())}, predicted right {right:.0%}")

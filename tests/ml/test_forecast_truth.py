@@ -1,7 +1,7 @@
 """Yield forecast scored against the simulator's ground truth (``truth.oee``: good and produced per
 machine and production day), on three plants it never saw: 12 machines, 3 lines, 13 weeks each.
 
-Rolling-origin backtest (every second day from week 5, 7 days ahead): relative MASE against the
+Rolling-origin backtest (every third day from week 5, 7 days ahead): relative MASE against the
 seasonal naive (same weekday last week) and interval coverage, both computed here from the truth
 (after checking that the truth matches what the pipeline reads from production_events); Prophet
 alone vs Prophet + boosted residuals. Then one real forecast: fitted on 12 weeks, scored on the
@@ -25,6 +25,18 @@ pytestmark = pytest.mark.slow
 SEEDS = (3, 11)  # seed 5 (MASE 0.547, coverage 0.75) was measured too; two plants keep the suite short
 DAYS = 91
 NOMINAL = 0.8
+# Origins every third day (19 a plant) rather than the backtest's default every second day (28): the
+# same weeks 5-13 are judged, every weekday is an origin, and each plant still has 240 scored line-days
+# with an interval per target (the coverage test wants 200). Measured with 19 / 28 origins: good MASE
+# 0.455 / 0.463 (seed 3), 0.663 / 0.651 (seed 11); good coverage 0.77 / 0.79, 0.93 / 0.93.
+ORIGIN_STEP = 3
+
+
+def origins(history: pd.DataFrame, *, horizon: int = 7) -> list[dt.date]:
+    """Every ORIGIN_STEP-th day from four weeks after the history starts (the default's first origin)
+    to ``horizon`` days before it ends."""
+    first, last = history["day"].min(), history["day"].max()
+    return [first + dt.timedelta(days=d) for d in range(27, (last - first).days - horizon + 1, ORIGIN_STEP)]
 
 
 def truth_line_days(plant) -> pd.DataFrame:
@@ -44,7 +56,7 @@ def runs() -> dict[int, dict]:
                                            cycle_events=True))
         history, planned = yf.from_tables(plant.tables, tz=plant.config.timezone)
         out[seed] = {"plant": plant, "history": history, "planned": planned, "truth": truth_line_days(plant),
-                     "backtest": yf.backtest(history, planned=planned)}
+                     "backtest": yf.backtest(history, planned=planned, origins=origins(history))}
     return out
 
 

@@ -48,7 +48,7 @@ SUSPECT_RECALL_FLOOR = 0.5  # against category-changing mislabels
 pytestmark = pytest.mark.slow
 
 
-def _run(seed: int, *, with_cv: bool) -> dict[str, object]:
+def _run(seed: int, *, first: bool) -> dict[str, object]:
     t0 = time.perf_counter()
     plant = simulate_plant(PlantConfig(seed=seed, n_machines=MACHINES, days=DAYS, telemetry=True))
     t = plant.tables
@@ -75,13 +75,15 @@ def _run(seed: int, *, with_cv: bool) -> dict[str, object]:
     blank = pred[pred["fills_blank"]]
     Xb = feats.loc[blank.index]
     coded = pred[~pred["fills_blank"]]
-    t0 = time.perf_counter()
-    model.explain(feats.loc[test["event_id"].astype(str).iloc[:100]])
-    t_explain = time.perf_counter() - t0
+    t_explain = np.nan
+    if first:  # the same code on every seed: timed once (this time includes SHAP's first-call set-up)
+        t0 = time.perf_counter()
+        model.explain(feats.loc[test["event_id"].astype(str).iloc[:100]])
+        t_explain = time.perf_counter() - t0
     # Time-ordered (train weeks 1-4, score weeks 5-6) vs stratified 5-fold CV over all six weeks,
     # both against ENTERED labels of coded stops, same pipeline without calibration (first seed only).
     cv_acc = np.nan
-    if with_cv:
+    if first:
         X_all, y_all = training_frame(feats, de)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -103,7 +105,7 @@ def _run(seed: int, *, with_cv: bool) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def runs() -> list[dict[str, object]]:
-    return [_run(seed, with_cv=i == 0) for i, seed in enumerate(SEEDS)]
+    return [_run(seed, first=i == 0) for i, seed in enumerate(SEEDS)]
 
 
 def _pr(flags: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -128,8 +130,9 @@ def test_fills_blank_codes_better_than_both_baselines(runs: list[dict[str, objec
           f"{pooled['fault_code']:>11.3f}")
     for r in runs:
         print(f"seed {r['seed']}: simulate + features {r['t_feat']:.1f} s, fit {r['t_fit']:.1f} s, predict_stops "
-              f"{r['t_pred']:.1f} s for {r['n_pred']} stops (explain alone: {r['t_explain']:.2f} s "
-              f"for 100); entered-label accuracy time-ordered {r['time_ordered_acc']:.3f}"
+              f"{r['t_pred']:.1f} s for {r['n_pred']} stops"
+              + (f" (explain alone: {r['t_explain']:.2f} s for 100)" if r["t_explain"] == r["t_explain"] else "")
+              + f"; entered-label accuracy time-ordered {r['time_ordered_acc']:.3f}"
               + (f" vs stratified 5-fold CV {r['stratified_cv_acc']:.3f}" if r["stratified_cv_acc"] == r[
                   "stratified_cv_acc"] else ""))
     assert all(a["model"] > BLANK_ACCURACY_FLOOR for a in acc.values()), acc
