@@ -113,6 +113,10 @@ METRIC_HINTS: dict[str, str] = {
     "spindle_load": "spindle load off its predicted level: check the tool and the process",
 }
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+# tqdm.auto (imported by SHAP and MLflow, which a section imports only when it computes) warns once
+# per kernel that ipywidgets is missing; their progress bars are off anyway. Without this the
+# warning lands on a report page whose section was computed rather than read back.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 # =============================================================================================

@@ -135,13 +135,15 @@ def serve(address: str, modules: list[str]) -> int:
     preloaded: list[str] = []
     failed: dict[str, str] = {}
     started = time.perf_counter()
+    # tqdm.auto (imported by shap and mlflow) warns that ipywidgets is missing once ipykernel is
+    # loaded; report kernels draw no progress bars. For good, not only while preloading: the
+    # kernels forked from here inherit it, and one that imports SHAP or MLflow itself (a model
+    # section computed in the report) would print the warning on its page.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     for name in modules:
         try:
             module, _, function = name.partition(":")
             with warnings.catch_warnings():
-                # tqdm.auto (imported by shap and mlflow) warns that ipywidgets is missing once
-                # ipykernel is loaded; report kernels draw no progress bars.
-                warnings.filterwarnings("ignore", message="IProgress not found")
                 loaded = importlib.import_module(module)
                 if function:
                     getattr(loaded, function)()
