@@ -11,11 +11,12 @@ import pytest
 
 from workbench import config, jobs, pipelines, runs
 from workbench.demo import load_plant
+from workbench.ml import records as ml_records
 from workbench.reports import SectionResult
 from workbench.store import DuckDBWarehouse
 
 DAY = dt.date(2026, 11, 20)
-NOTEBOOKS = ("summary", "slow", "quick", "new")
+NOTEBOOKS = ("summary", "slow", "quick", "model", "new")
 
 
 @pytest.fixture
@@ -35,14 +36,15 @@ def project(tmp_path: Path, use_home) -> Path:
     return tmp_path
 
 
-def _executed(folder: Path, name: str, cell_seconds: list[float], *, keeps_summary: bool = False) -> None:
+def _executed(folder: Path, name: str, cell_seconds: list[float], *, keeps_summary: bool = False,
+              keeps: str = "") -> None:
     """An executed notebook as papermill leaves it: per-cell durations, maybe a kept record."""
     cells = []
     for i, seconds in enumerate(cell_seconds):
         outputs = []
-        if keeps_summary and i == 0:
+        if (keeps_summary or keeps) and i == 0:
             outputs = [{"output_type": "display_data", "metadata": {},
-                        "data": {config.RECORD_MIME: {"name": runs.SUMMARY_RECORD, "value": {}}}}]
+                        "data": {config.RECORD_MIME: {"name": keeps or runs.SUMMARY_RECORD, "value": {}}}}]
         cells.append({"cell_type": "code", "metadata": {"papermill": {"duration": seconds}}, "outputs": outputs,
                       "source": "", "execution_count": i + 1})
     (folder / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -59,9 +61,11 @@ def test_run_order_starts_what_feeds_the_email_then_the_longest(project: Path) -
     _executed(older, "summary", [0.2, 0.1], keeps_summary=True)
     _executed(older, "slow", [1.5, 2.0])
     _executed(older, "quick", [0.1])
+    # a model section's record is read only when the e-mail is composed: it goes by its length
+    _executed(older, "model", [0.5], keeps=ml_records.ANOMALIES_RECORD)
     later = runs.run_dir(settings, pipeline, DAY + dt.timedelta(days=1))  # after the reported day: ignored
     _executed(later, "quick", [9.0])
-    assert runs.run_order(settings, pipeline, DAY) == ["new", "summary", "slow", "quick"]
+    assert runs.run_order(settings, pipeline, DAY) == ["new", "summary", "slow", "model", "quick"]
 
 
 def test_the_summary_a_notebook_kept_is_used_and_a_failed_one_is_not(small_plant, project: Path) -> None:

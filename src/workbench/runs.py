@@ -68,7 +68,8 @@ def run_order(settings: Settings, pipeline: Pipeline, day: dt.date) -> list[str]
     """The pipeline's notebooks in the order to start them.
 
     From the latest earlier run of the pipeline (this day's, when re-run): first the notebooks
-    that kept results for later steps (``nb.record``: the e-mail waits for the summary), then
+    that kept results for steps that start before the last notebook ends (``nb.record``: the
+    summary's charts; not the model sections, read when the e-mail is composed), then
     the others longest first, so that the last notebook to finish is a short one. "Longest" by
     the time their cells ran, not the section's wall time: the first notebooks of a run also
     wait for their kernels, which says nothing about the notebook. Notebooks without history
@@ -76,6 +77,7 @@ def run_order(settings: Settings, pipeline: Pipeline, day: dt.date) -> list[str]
     whatever the run order.
     """
 
+    from workbench.ml.records import MAIL_RECORDS
     from workbench.reports.execute import records_in
 
     names = [spec.name for spec in pipeline.notebooks]
@@ -90,7 +92,9 @@ def run_order(settings: Settings, pipeline: Pipeline, day: dt.date) -> list[str]
                 took[name] = sum(float(c["metadata"]["papermill"]["duration"] or 0.0) for c in nb["cells"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not run then, or unreadable: no history for it
-            if records_in(nb):
+            # The model sections' records are read only when the e-mail is composed, after every
+            # notebook: they wait for nothing, so those notebooks go by their length like the rest.
+            if set(records_in(nb)) - set(MAIL_RECORDS):
                 feeds.add(name)
     unknown = [n for n in names if n not in took]
     return unknown + sorted((n for n in names if n in took), key=lambda n: (n not in feeds, -took[n]))
