@@ -6,6 +6,7 @@ Thin: read the tables, call :mod:`workbench.ml.retrain`, publish the decision. S
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -130,8 +131,9 @@ def store_anomalies(first: dt.date, last: dt.date, spec: pipelines.RetrainSpec) 
             jobs.write_anomalies(wh, rows)
     logger = get_run_logger()
     for d in done:
-        logger.info("anomalies of %s: %s", d["day"], f"{d['stored']} stored" if d["shown"]
-                    else f"none — {d['why_not']}")
+        logger.info("anomalies of %s (detectors trained on %d days, usual scrap rates from %d): %s", d["day"],
+                    spec.anomaly_train_days, spec.anomaly_history_days,
+                    f"{d['stored']} stored" if d["shown"] else f"none — {d['why_not']}")
     return done
 
 
@@ -191,9 +193,13 @@ def retrain_models(pipeline: str = "retrain", until: str | None = None,
     first_day = last_day - dt.timedelta(days=spec.score_days - 1)
     if spec.report:
         summary["sections"] = compute_report_sections(last_day, spec)
-        same = {"train_days": spec.anomaly_train_days, "history_days": spec.anomaly_history_days}
-        if summary["sections"]["anomaly_params"] == same:
-            last_day -= dt.timedelta(days=1)  # its anomalies are stored already, with the same settings
+        report_settings = summary["sections"]["anomaly_params"]
+        if report_settings is not None:
+            # Its anomalies are stored already, with the report's settings: the other days get the
+            # same, so that ml_anomalies and the report never disagree on what an anomaly is.
+            last_day -= dt.timedelta(days=1)
+            spec = dataclasses.replace(spec, anomaly_train_days=report_settings["train_days"],
+                                       anomaly_history_days=report_settings["history_days"])
     # …and the anomalies of the other days go to ml_anomalies, for the report, alerts and analysts.
     summary["anomalies"] = store_anomalies(first_day, last_day, spec) if first_day <= last_day else []
     _publish(summary)

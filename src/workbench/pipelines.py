@@ -173,7 +173,8 @@ class RetrainSpec:
         The ``anomalies:`` block: days of telemetry each channel's detector learns from before a
         day, and days of production the scrap detector learns the usual rates from — as the
         anomalies notebook's ``train_days`` / ``history_days``. Every run stores the anomalies of
-        the production days in its scoring window in ``ml_anomalies``.
+        the production days in its scoring window in ``ml_anomalies`` — with the ``report``
+        pipeline's anomalies notebook settings instead when it has one.
     report : str
         The report pipeline whose model sections every run computes ahead for its last day, with
         that pipeline's notebook settings (``ml_sections``; the report reads them back instead of
