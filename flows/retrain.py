@@ -90,7 +90,7 @@ def compute_report_sections(day: dt.date, spec: pipelines.RetrainSpec) -> dict[s
         return {"day": day.isoformat(), "done": {}, "anomaly_params": None}
     notebook_settings = daily.notebook_settings(report, home=settings.home)
     now = dt.datetime.now(dt.UTC)
-    with open_warehouse(settings, read_only=True) as wh:  # written below, in one short transaction
+    with open_warehouse(settings, read_only=True) as wh:  # written below, in two short transactions
         result = daily.day_sections(wh, day, tz=settings.plant_timezone, settings=notebook_settings,
                                     registry_uri=default_tracking_uri(settings.data_path), created_at=now)
     if len(result.rows) or len(result.anomalies):
