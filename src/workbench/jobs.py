@@ -7,6 +7,7 @@ themselves never touch the warehouse.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -136,7 +137,7 @@ def daily_summary_from(warehouse: Warehouse, *, day: dt.date, tz: str,
 
 
 def day_anomaly_tables(warehouse: Warehouse, *, start: dt.datetime, end: dt.datetime, train_days: float,
-                       history_days: float) -> dict[str, pd.DataFrame]:
+                       history_days: float) -> Mapping[str, pd.DataFrame]:
     """What :func:`workbench.ml.sections.anomalies_needing_a_look` reads for the day ``[start, end)``
     (:func:`workbench.ml.daily.anomaly_reads`, as the anomalies notebook reads them)."""
     from workbench.ml import daily

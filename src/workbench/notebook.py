@@ -37,10 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbench import jobs, oee, reliability, schema
 from workbench.config import RECORD_MIME, report_run, settings
 from workbench.errors import ConfigError, ReliabilityError
+from workbench.ml.daily import Tables
 from workbench.store import OnDemandWarehouse, Warehouse, open_reader
 
 if TYPE_CHECKING:
@@ -366,7 +369,7 @@ class Scope:
                                    end=(end or self.end) if ranged else None, machines=machines,
                                    overlap=overlap and ranged)
 
-    def read_many(self, reads: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    def read_many(self, reads: Mapping[str, Any]) -> Tables:
         """Read several tables for the selected machines under one connection.
 
         Parameters
@@ -376,7 +379,8 @@ class Scope:
 
         Returns
         -------
-        dict of DataFrames
+        Tables
+            A mapping of table name to DataFrame (each converted from Arrow when first used).
         """
         from workbench.ml.daily import read_many
 
@@ -435,12 +439,24 @@ def scope(*, date: str | dt.date = "", days: int = 1, warehouse: str = "", site:
 # what the notebook covers
 # =============================================================================================
 
-def _span(frame: pd.DataFrame, tz: str) -> str:
+def _utc_or_nat(value: Any) -> pd.Timestamp:
+    if value is None:
+        return pd.NaT
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC") if ts.tzinfo else ts.tz_localize("UTC")
+
+
+def _span(frame: pd.DataFrame | pa.Table, tz: str) -> str:
     pairs = (("time", "time"), ("time_start", "time_end"), ("hour", "hour"))
+    names = frame.column_names if isinstance(frame, pa.Table) else frame.columns
     for lo_col, hi_col in pairs:
-        if lo_col in frame.columns and hi_col in frame.columns and len(frame):
-            lo = pd.to_datetime(frame[lo_col], utc=True).min()
-            hi = pd.to_datetime(frame[hi_col], utc=True).max()
+        if lo_col in names and hi_col in names and len(frame):
+            if isinstance(frame, pa.Table):  # a week of telemetry need not become a DataFrame for this
+                lo = _utc_or_nat(pc.min(frame[lo_col]).as_py())
+                hi = _utc_or_nat(pc.max(frame[hi_col]).as_py())
+            else:
+                lo = pd.to_datetime(frame[lo_col], utc=True).min()
+                hi = pd.to_datetime(frame[hi_col], utc=True).max()
             if pd.isna(lo):
                 return ""
             return f"{lo.tz_convert(tz):%Y-%m-%d %H:%M} → {hi.tz_convert(tz):%Y-%m-%d %H:%M}"
@@ -525,8 +541,9 @@ def header(scope: Scope, title: str, data: Mapping[str, pd.DataFrame | int] | oe
     if data:
         lines.append("  rows read:")
         width = max(len(name) for name in data)
-        for name, frame in data.items():
-            if isinstance(frame, pd.DataFrame):
+        for name in data:
+            frame = data.arrow(name) if isinstance(data, Tables) else data[name]
+            if isinstance(frame, pd.DataFrame | pa.Table):
                 span = _span(frame, scope.tz)
                 lines.append(f"    {name:<{width}}  {len(frame):>10,}" + (f"   {span}" if span else ""))
             else:

@@ -231,6 +231,38 @@ def test_the_fingerprint_ignores_storage_widths_and_order_but_not_values() -> No
     assert stored.fingerprint({"x": a}) != stored.fingerprint({"x": a.iloc[:0]}) != stored.fingerprint({"x": None})
 
 
+def test_tables_read_as_arrow_hash_as_their_dataframes_and_stay_arrow_until_used(duck) -> None:
+    start, end = bounds()
+    tables = daily.read_many(duck, daily.anomaly_reads(start, end, train_days=7, history_days=14))
+    assert isinstance(tables, daily.Tables) and tables.rows("machine_telemetry") > 10_000
+    whole = stored.fingerprint(tables)
+    assert tables._frames == {}  # hashed as read: no table became a DataFrame
+    frames = {name: tables[name] for name in tables}
+    assert stored.fingerprint(frames) == whole
+    for name in tables:
+        assert stored.fingerprint({name: tables.arrow(name)}) == stored.fingerprint({name: frames[name]}), name
+    # one channel, filtered before conversion, is what filtering the DataFrame gives
+    tel = frames["machine_telemetry"]
+    machine, metric = tel["machine_id"].iloc[0], tel["metric"].iloc[0]
+    fresh = daily.read_many(duck, daily.anomaly_reads(start, end, train_days=7, history_days=14))
+    one = fresh.where("machine_telemetry", machine_id=machine, metric=metric)
+    assert fresh._frames == {} and 0 < len(one) < len(tel)
+    expected = tel[(tel["machine_id"] == machine) & (tel["metric"] == metric)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one, expected)
+    pd.testing.assert_frame_equal(tables.where("machine_telemetry", machine_id=machine, metric=metric), expected)
+
+
+def test_the_fingerprint_takes_nan_and_null_alike_as_pandas_does() -> None:
+    import pyarrow as pa
+
+    with_nan = pa.table({"value": pa.array([0.5, float("nan")], pa.float64())})
+    with_null = pa.table({"value": pa.array([0.5, None], pa.float64())})
+    as_frame = with_nan.to_pandas()
+    assert stored.fingerprint({"x": with_nan}) == stored.fingerprint({"x": with_null}) \
+        == stored.fingerprint({"x": as_frame})
+    assert stored.fingerprint({"x": with_nan}) != stored.fingerprint({"x": pa.table({"value": [0.5, 0.0]})})
+
+
 def test_a_frame_survives_its_encoding_with_its_column_types() -> None:
     frame = pd.DataFrame({
         "time": pd.to_datetime(["2026-11-02T06:00:00Z", None], utc=True).astype("datetime64[us, UTC]"),

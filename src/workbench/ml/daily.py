@@ -14,14 +14,16 @@ notebooks' defaults), for ``ml_sections`` — and the day's anomalies for ``ml_a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from workbench.errors import WorkbenchError
+from workbench.store.base import from_arrow
 
 #: The report notebooks whose sections the morning run computes ahead.
 NOTEBOOKS = ("root_cause", "anomalies", "yield_forecast")
@@ -69,10 +71,61 @@ def forecast_reads(start: dt.datetime, end: dt.datetime, *, history_days: float,
             "planned_stops": Read(history, ahead)}
 
 
-def read_many(warehouse: Any, reads: Mapping[str, Read], *, machines: list[str] | None = None
-              ) -> dict[str, pd.DataFrame]:
+class Tables(Mapping[str, pd.DataFrame]):
+    """Tables read as Arrow, each turned into a DataFrame the first time it is asked for.
+
+    A section read back from ``ml_sections`` needs only the fingerprint of its inputs
+    (:func:`workbench.ml.stored.fingerprint` hashes the Arrow tables) and, for the anomalies page,
+    a few telemetry channels (:meth:`where`): a week of telemetry is then never turned into a
+    DataFrame of a million rows. Indexing gives what :meth:`Warehouse.read` gives for the range.
+    """
+
+    def __init__(self, arrow: Mapping[str, pa.Table]) -> None:
+        self._arrow = dict(arrow)
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._frames:
+            self._frames[name] = from_arrow(self._arrow[name], "pandas")
+        return self._frames[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrow)
+
+    def __len__(self) -> int:
+        return len(self._arrow)
+
+    def arrow(self, name: str) -> pa.Table:
+        """The table as read (canonical Arrow types)."""
+        return self._arrow[name]
+
+    def rows(self, name: str) -> int:
+        """Its number of rows, without turning it into a DataFrame."""
+        return self._arrow[name].num_rows
+
+    def where(self, name: str, **equal: str) -> pd.DataFrame:
+        """The rows whose columns equal the given values (e.g. ``machine_id="M05",
+        metric="vibration_mm_s"``), as a DataFrame — filtered before conversion."""
+        import pyarrow.compute as pc
+
+        table = self._arrow[name]
+        if name in self._frames or not equal:
+            frame = self[name]
+            mask = pd.Series(True, index=frame.index)
+            for col, value in equal.items():
+                mask &= frame[col].astype(str) == value
+            return frame[mask].reset_index(drop=True)
+        mask = None
+        for col, value in equal.items():
+            hit = pc.equal(pc.cast(table[col], pa.string()), value)
+            mask = hit if mask is None else pc.and_(mask, hit)
+        return from_arrow(table.filter(mask), "pandas")
+
+
+def read_many(warehouse: Any, reads: Mapping[str, Read], *, machines: list[str] | None = None) -> Tables:
     """Read every table of ``reads`` from a warehouse under one connection (see
-    :meth:`workbench.notebook.Scope.read_many` for a notebook's selection)."""
+    :meth:`workbench.notebook.Scope.read_many` for a notebook's selection); each becomes a
+    DataFrame when first used (:class:`Tables`)."""
     from workbench import schema
 
     out = {}
@@ -82,8 +135,8 @@ def read_many(warehouse: Any, reads: Mapping[str, Read], *, machines: list[str] 
             ranged = tbl.time_column is not None and (r.start is not None or r.end is not None)
             out[name] = warehouse.read(name, start=r.start if ranged else None, end=r.end if ranged else None,
                                        machines=machines if "machine_id" in tbl.column_names else None,
-                                       overlap=r.overlap and ranged)
-    return out
+                                       overlap=r.overlap and ranged, as_="arrow")
+    return Tables(out)
 
 
 @dataclass(frozen=True)

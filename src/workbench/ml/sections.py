@@ -59,6 +59,7 @@ import pandas as pd
 
 from workbench.errors import MLError
 from workbench.ml import forecast as yf
+from workbench.ml.daily import Tables
 from workbench.ml.features import TELEMETRY_METRICS, hourly_features
 
 # The records' names and statuses are re-exported (`X as X`): a notebook imports `sections` only.
@@ -649,14 +650,17 @@ def anomaly_traces(tables: Mapping[str, pd.DataFrame], anomalies: pd.DataFrame, 
     list of AnomalyTrace
     """
     lo, hi = _utc(day_start, "day_start"), _utc(day_end, "day_end")
-    tel, states = _table(tables, "machine_telemetry"), _table(tables, "machine_states")
-    if tel is None or anomalies.empty or "source" not in anomalies.columns:
+    if "machine_telemetry" not in tables or anomalies.empty or "source" not in anomalies.columns:
         return []
+    states = _table(tables, "machine_states")
     rows = anomalies[anomalies["source"] == "telemetry"]
     channels = list(dict.fromkeys(zip(rows["machine_id"].astype(str), rows["what"].astype(str), strict=True)))
     need = lo - pd.Timedelta(days=train_days)
     out = []
     for machine, metric in channels[:top]:
+        # Only the channel's readings become a DataFrame (a week of a plant's telemetry need not).
+        tel = (tables.where("machine_telemetry", machine_id=machine, metric=metric)
+               if isinstance(tables, Tables) else tables["machine_telemetry"])
         t = pd.to_datetime(tel["time"], utc=True)
         one = _good(tel[(tel["machine_id"].astype(str) == machine) & (tel["metric"] == metric)
                         & (t >= need) & (t < hi)])
