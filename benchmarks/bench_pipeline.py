@@ -7,6 +7,11 @@ configured warehouse, after a warm-up flow has started Prefect's temporary serve
 start-up is not the pipeline's). Both are measured ``--repeat`` times, alternately (a shared
 2-core machine is noisy); every measurement is printed, and the ratio of the medians (target ≤ 2×).
 
+The wall time is taken twice: until the run is complete (the end time Prefect records for the flow
+run, as its UI shows it: the e-mail is out) and until the flow call returns. The difference is
+Prefect's flow-run heartbeat thread, which the engine joins on exit and which sleeps in 1 s steps:
+a run returns on a whole second after it started, up to a second after its work ended.
+
 The model sections (root cause, anomalies, week ahead) are computed ahead by the morning model
 run (``flows/retrain.py`` at 04:30, :mod:`workbench.ml.daily`) and read back by the report when
 the day, the settings and the data are unchanged. The benchmark first does that work itself for
@@ -59,6 +64,15 @@ def cpu_seconds() -> dict[str, float]:
     return {"flow process": t.user + t.system,
             "finished children (kernels)": t.children_user + t.children_system,
             "running children (Prefect server)": alive}
+
+
+def completed_after(state, t0_wall: float) -> float:
+    """Seconds from the flow call to the end time Prefect recorded for the flow run."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    return run.end_time.timestamp() - t0_wall
 
 
 def timeline(state, t0_wall: float) -> list[str]:
@@ -132,7 +146,7 @@ def main() -> None:
     warm_up()  # starts the temporary Prefect server (when none is configured)
     ahead = sections_ahead(settings, pipeline, day, cold=args.cold)
 
-    floors, walls = [], []
+    floors, walls, dones = [], [], []
     for attempt in range(1, args.repeat + 1):
         floor = kernel_floor("workbench", len(pipeline.notebooks))
         marker.unlink(missing_ok=True)
@@ -142,13 +156,17 @@ def main() -> None:
         state = flows.daily_report(pipeline=pipeline.name, date=day.isoformat(), return_state=True)
         wall = time.perf_counter() - t0
         cpu_after = cpu_seconds()
+        done = completed_after(state, t0_wall)
         floors.append(floor)
         walls.append(wall)
+        dones.append(done)
         print(f"run {attempt}: pipeline {pipeline.name} for {day}: {len(pipeline.notebooks)} notebooks, "
               f"concurrency {pipeline.concurrency}, run ended {state.name}")
         print(f"  floor (one kernel start + stop per notebook, sequential): {floor:6.1f} s")
-        print(f"  wall time of the daily pipeline:                          {wall:6.1f} s")
-        print(f"  ratio {wall / floor:.2f}×")
+        print(f"  daily pipeline, until the run is complete (e-mail out):   {done:6.1f} s"
+              f"   ratio {done / floor:.2f}×")
+        print(f"  daily pipeline, until the flow call returns:              {wall:6.1f} s"
+              f"   ratio {wall / floor:.2f}×")
         pages = runs.run_dir(settings, pipeline, day)
         read_back = [n for n in daily.NOTEBOOKS
                      if (pages / f"{n}.html").is_file()
@@ -160,9 +178,9 @@ def main() -> None:
             print("  CPU seconds during the run: " + ", ".join(f"{k} {v:.1f}" for k, v in used.items()))
             print("  tasks (seconds after the flow was called):")
             print("\n".join(timeline(state, t0_wall)))
-    floor, wall = statistics.median(floors), statistics.median(walls)
-    print(f"median of {args.repeat}: floor {floor:.1f} s, wall {wall:.1f} s, "
-          f"ratio {wall / floor:.2f}× (target ≤ 2×)")
+    floor, wall, done = statistics.median(floors), statistics.median(walls), statistics.median(dones)
+    print(f"median of {args.repeat}: floor {floor:.1f} s; run complete {done:.1f} s, ratio "
+          f"{done / floor:.2f}× (target ≤ 2×); flow call returned {wall:.1f} s, ratio {wall / floor:.2f}×")
     if ahead is not None:
         print(f"the model sections computed ahead (the morning run's part, not in the wall time above): "
               f"{ahead:.1f} s")
