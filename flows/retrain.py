@@ -100,11 +100,7 @@ def compute_report_sections(day: dt.date, spec: pipelines.RetrainSpec) -> dict[s
                 wh.write(stored.TABLE, result.rows)
     for name, what in result.done.items():
         logger.info("report section %s of %s: %s", name, day, what)
-    anomalies = notebook_settings.get("anomalies")
-    stored_anomalies = "stored" in result.done.get("anomalies", "")
-    return {"day": day.isoformat(), "done": result.done,
-            "anomaly_params": ({k: anomalies[k] for k in ("train_days", "history_days")}
-                               if anomalies and stored_anomalies else None)}
+    return {"day": day.isoformat(), "done": result.done, "anomaly_params": result.anomaly_settings}
 
 
 @task(name="store-anomalies", retries=2, retry_delay_seconds=30)

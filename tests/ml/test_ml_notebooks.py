@@ -301,6 +301,8 @@ def _tables(book: nbformat.NotebookNode) -> list[str]:
 def test_the_report_reads_back_the_sections_the_model_run_computed_and_shows_the_same(read_back) -> None:
     cold, warm, done = read_back
     assert done["done"] == {name: "stored (ok)" for name in SECTIONS}, done
+    # the other days' anomalies are detected with the report notebook's settings
+    assert done["anomaly_params"] == {"train_days": 7, "history_days": 14}, done
     for name in SECTIONS:
         before = nbformat.read(cold / f"{name}.ipynb", as_version=4)
         after = nbformat.read(warm / f"{name}.ipynb", as_version=4)

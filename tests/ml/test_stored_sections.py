@@ -90,6 +90,8 @@ def assert_same_section(read_back: MLSection, fresh: MLSection) -> None:
 def test_the_morning_run_stores_each_section_and_the_days_anomalies(computed) -> None:
     assert computed.done["anomalies"] == "stored (ok)" and computed.done["yield_forecast"] == "stored (ok)"
     assert "no model registry" in computed.done["root_cause"]
+    # the settings the other days' anomalies are detected with (those of the report's notebook)
+    assert computed.anomaly_settings == {"train_days": 7, "history_days": 14}
     assert sorted(computed.rows["section"]) == [sections.ANOMALIES_RECORD, sections.WEEK_AHEAD_RECORD]
     start, end = bounds()
     assert (pd.to_datetime(computed.rows["day_start"], utc=True) == start).all()

@@ -151,11 +151,16 @@ class DaySections:
         The day's ``ml_anomalies`` rows (empty when the anomalies section was not computed).
     done : dict
         Per notebook: "stored" with its status, or why it was not computed ahead.
+    anomaly_settings : dict or None
+        ``train_days`` and ``history_days`` the day's anomalies were detected with (None when the
+        anomalies section was not computed): the morning run detects the other days' anomalies
+        with the same, so that ``ml_anomalies`` and the report agree on what an anomaly is.
     """
 
     rows: pd.DataFrame
     anomalies: pd.DataFrame
     done: dict[str, str]
+    anomaly_settings: dict[str, float] | None = None
 
 
 def notebook_settings(report: Any, *, home: Path) -> dict[str, dict[str, Any]]:
@@ -210,6 +215,7 @@ def day_sections(warehouse: Any, day: dt.date, *, tz: str, settings: Mapping[str
     rows: list[dict[str, Any]] = []
     found = pd.DataFrame()
     done: dict[str, str] = {}
+    anomaly_settings: dict[str, float] | None = None
 
     def keep(record: str, section: Any, params: Mapping[str, Any],
              tables: Mapping[str, pd.DataFrame]) -> None:
@@ -238,7 +244,8 @@ def day_sections(warehouse: Any, day: dt.date, *, tz: str, settings: Mapping[str
                                                  suspect_threshold=p["suspect_threshold"])
                 keep(sections.UNCODED_RECORD, section,
                      sections.uncoded_params(loaded.card, min_accuracy=p["min_accuracy"],
-                                             suspect_threshold=p["suspect_threshold"], top=3), tables)
+                                             suspect_threshold=p["suspect_threshold"],
+                                             top=sections.TOP_CONTRIBUTIONS), tables)
             elif name == "anomalies":
                 tables = read_many(warehouse, anomaly_reads(start, end, train_days=p["train_days"],
                                                             history_days=p["history_days"]))
@@ -247,6 +254,7 @@ def day_sections(warehouse: Any, day: dt.date, *, tz: str, settings: Mapping[str
                 keep(sections.ANOMALIES_RECORD, section,
                      sections.anomaly_params(train_days=p["train_days"], tz=tz), tables)
                 found = anomaly_rows(section, created_at=created_at)
+                anomaly_settings = {"train_days": p["train_days"], "history_days": p["history_days"]}
             else:
                 tables = read_many(warehouse, forecast_reads(start, end, history_days=p["history_days"],
                                                              horizon=p["horizon"]))
@@ -255,9 +263,10 @@ def day_sections(warehouse: Any, day: dt.date, *, tz: str, settings: Mapping[str
                                               day_end=end, forecaster=forecaster)
                 keep(sections.WEEK_AHEAD_RECORD, section,
                      sections.week_ahead_params(origin_day=day, tz=tz, target_yield=p["target_yield"],
-                                                forecaster=forecaster, history_shown=28), tables)
+                                                forecaster=forecaster,
+                                                history_shown=sections.HISTORY_SHOWN_DAYS), tables)
         except KeyError as exc:
             raise WorkbenchError(f"the report's {name} notebook has no parameter {exc}: its section cannot "
                                  "be computed ahead") from None
         done[name] = f"stored ({rows[-1]['status']})"
-    return DaySections(pd.DataFrame(rows), found, done)
+    return DaySections(pd.DataFrame(rows), found, done, anomaly_settings)

@@ -119,8 +119,15 @@ _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 # warning lands on a report page whose section was computed rather than read back.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
+#: SHAP contributions kept per stop in the likely-causes section (its default ``top``).
+TOP_CONTRIBUTIONS = 3
+
+#: Days of production history the week-ahead section carries for its chart (its default).
+HISTORY_SHOWN_DAYS = 28
+
 
 # =============================================================================================
+
 def _utc(value: Any, what: str) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if ts.tzinfo is None:
@@ -277,7 +284,7 @@ def uncoded_params(card: ModelVersion, *, min_accuracy: float, suspect_threshold
 def uncoded_stops(tables: Mapping[str, pd.DataFrame], *,
                   model: RootCauseClassifier | LoadedModel | DeferredModel | None = None,
                   card: ModelVersion | None = None, day_start: dt.datetime, day_end: dt.datetime,
-                  min_accuracy: float = 0.65, suspect_threshold: float = 0.8, top: int = 3,
+                  min_accuracy: float = 0.65, suspect_threshold: float = 0.8, top: int = TOP_CONTRIBUTIONS,
                   stored: pd.DataFrame | None = None, tz: str = "UTC") -> MLSection:
     """The day's stops without a reason code, with the likely cause; and the day's suspect codes.
 
@@ -696,7 +703,7 @@ def week_ahead_params(*, origin_day: dt.date, tz: str, target_yield: float, fore
 
 def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: str,
                target_yield: float = 0.95, day_end: dt.datetime | None = None,
-               forecaster: yf.YieldForecaster | None = None, history_shown: int = 28,
+               forecaster: yf.YieldForecaster | None = None, history_shown: int = HISTORY_SHOWN_DAYS,
                stored: pd.DataFrame | None = None, day_start: dt.datetime | None = None) -> MLSection:
     """Good output and yield per line for the days after the report day, with intervals.
 
