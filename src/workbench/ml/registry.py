@@ -35,7 +35,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,11 +212,20 @@ def sqlite_card(uri: str, name: str, alias: str = CHAMPION) -> ModelVersion | No
                 "SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = ?", (run_id or "",))}
     except sqlite3.Error as exc:
         raise RegistryUnreadableError(f"{path}: {exc}") from None
+    return _model_card(name=name, version=version, aliases=aliases, run_id=run_id, created_ms=created,
+                       tags=tags, metrics=metrics, description=description)
+
+
+def _model_card(*, name: str, version: int, aliases: Iterable[str], run_id: str | None, created_ms: int,
+                tags: Mapping[str, str], metrics: Mapping[str, float],
+                description: str | None) -> ModelVersion:
+    """A version's card from what MLflow stores of it (its tags hold the training range, the
+    features and the artifact's hash) — one construction for MLflow's client and the direct read."""
     return ModelVersion(
-        name=name, version=version, aliases=aliases, run_id=run_id or "",
-        created_at=dt.datetime.fromtimestamp(created / 1000, dt.UTC),
+        name=name, version=int(version), aliases=tuple(sorted(aliases)), run_id=run_id or "",
+        created_at=dt.datetime.fromtimestamp(created_ms / 1000, dt.UTC),
         training_start=_when(tags.get("training_start")), training_end=_when(tags.get("training_end")),
-        features=tuple(json.loads(tags.get("features", "[]"))), metrics=metrics,
+        features=tuple(json.loads(tags.get("features", "[]"))), metrics=dict(metrics),
         sha256=tags.get(_HASH_TAG, ""), description=description or "")
 
 
@@ -412,15 +421,9 @@ class Registry:
             # search_model_versions leaves the aliases out; the version itself has them.
             mv = self.client.get_model_version(mv.name, mv.version)
         run = self.client.get_run(mv.run_id) if mv.run_id else None
-        tags = dict(mv.tags or {})
-        return ModelVersion(
-            name=mv.name, version=int(mv.version), aliases=tuple(sorted(mv.aliases or ())),
-            run_id=mv.run_id or "",
-            created_at=dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.UTC),
-            training_start=_when(tags.get("training_start")), training_end=_when(tags.get("training_end")),
-            features=tuple(json.loads(tags.get("features", "[]"))),
-            metrics=dict(run.data.metrics) if run else {}, sha256=tags.get(_HASH_TAG, ""),
-            description=mv.description or "")
+        return _model_card(name=mv.name, version=int(mv.version), aliases=mv.aliases or (), run_id=mv.run_id,
+                           created_ms=mv.creation_timestamp, tags=dict(mv.tags or {}),
+                           metrics=dict(run.data.metrics) if run else {}, description=mv.description)
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         """Cards of every version of ``name`` (every model when None), newest first per model."""
