@@ -165,6 +165,17 @@ def test_mase_by_hand(hand_backtest):
     assert hand_backtest.value("mase_hyndman_naive", line="L1") == pytest.approx((20 / 6) / scale)
 
 
+def test_r2_is_scikit_learns_over_the_scheduled_line_days(hand_backtest):
+    from sklearn.metrics import r2_score
+
+    f = hand_backtest.forecasts
+    s = f[(f["line"] == "L1") & f["actual_good"].notna() & f["scheduled"]]
+    assert len(s) == 4  # the weekdays of the forecast week but the lost Wednesday; days off are not scored
+    assert hand_backtest.value("r2", line="L1") == pytest.approx(r2_score(s["actual_good"], s["good"]))
+    pooled = f[f["actual_good"].notna() & f["scheduled"]]
+    assert hand_backtest.value("r2") == pytest.approx(r2_score(pooled["actual_good"], pooled["good"]))
+
+
 def test_model_beats_naive_on_a_trend(hand_backtest):
     # The series is a clean weekly pattern plus a trend: Prophet must find it; the naive lags a week.
     assert hand_backtest.value("mase", line="L1") < 0.5

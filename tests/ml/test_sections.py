@@ -287,6 +287,17 @@ def test_week_ahead_needs_three_weeks_and_shows_seven_days_per_line(plant) -> No
     history = section.details["history"]
     assert pd.to_datetime(history["day"]).max().date() == origin
     json.dumps(section.as_record(max_rows=50), allow_nan=False)
+    r2 = backtest.loc[("all", "good"), "r2"]
+    assert f"R² {r2:.2f} for good output on working days" in section.confidence
+    assert not any("explains little" in n for n in section.notes) == (r2 >= sections.WEAK_R2)
+
+
+def test_week_ahead_says_its_days_are_rough_below_the_seeds_r2_trigger(plant, monkeypatch) -> None:
+    origin = PLANT.start + dt.timedelta(days=31)
+    monkeypatch.setattr(sections, "WEAK_R2", 1.01)  # every backtest R² is below it
+    weak = sections.week_ahead(plant.tables, origin_day=origin, tz=TZ, day_end=day_start(32))
+    assert weak.shown and "explains little of the day-to-day variation" in weak.notes[0]
+    assert "below 1.01" in weak.notes[0] and "read its days as rough" in weak.notes[0]
 
 
 # =============================================================================================

@@ -407,6 +407,12 @@ def _metrics(frame: pd.DataFrame) -> pd.DataFrame:
             row["mase_hyndman"] = float((err / scale).mean())
             row["mase_hyndman_prophet"] = float((err_p / scale).mean())
             row["mase_hyndman_naive"] = float((err_n / scale).mean())
+            # R² over the scheduled line-days only: days off are forecast 0 and are 0, which would
+            # lift R² with variation nobody needs a model for.
+            w = s[s["scheduled"]] if "scheduled" in s.columns else s
+            ss_tot = float(((w["actual_" + k] - w["actual_" + k].mean()) ** 2).sum())
+            row["r2"] = (1.0 - float(((w["actual_" + k] - w[k]) ** 2).sum()) / ss_tot
+                         if len(w) > 1 and ss_tot > 0 else float("nan"))
             cov = np.nan
             n_cov = 0
             if k + "_low" in f.columns:
@@ -437,6 +443,8 @@ class BacktestResult:
       that forecast's origin, per line. ``mase_hyndman_naive`` is the same for the seasonal-naive
       forecast (it is not 1: out-of-sample vs in-sample).
     * ``*_prophet``: the same for the Prophet level alone (no boosted residual).
+    * ``r2``: 1 − SSE/SST of the model over the scheduled line-days (the seed's retraining
+      trigger is R² below 0.5).
     * ``coverage``: share of scheduled line-days whose actual lies inside the prediction interval
       (``n_coverage`` of them). In :func:`backtest` each origin's interval uses only residuals of
       earlier origins whose days were already known at it.
@@ -451,7 +459,7 @@ class BacktestResult:
         seasonal naive and Hyndman scale.
     metrics : pandas.DataFrame
         line, target, n, mae, mae_prophet, mae_naive, mase, mase_prophet, mase_hyndman,
-        mase_hyndman_prophet, mase_hyndman_naive, coverage, n_coverage.
+        mase_hyndman_prophet, mase_hyndman_naive, r2, coverage, n_coverage.
     origins : tuple of datetime.date
     horizon : int
     interval : float

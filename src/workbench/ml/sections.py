@@ -125,6 +125,10 @@ TOP_CONTRIBUTIONS = 3
 #: Days of production history the week-ahead section carries for its chart (its default).
 HISTORY_SHOWN_DAYS = 28
 
+#: Backtest R² of good output below which the week ahead says its days are rough (the seed's
+#: retraining trigger; the forecast refits every day, so there is no model to retrain).
+WEAK_R2 = 0.5
+
 
 # =============================================================================================
 
@@ -784,11 +788,13 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
         return not_shown(title, str(exc))
     bt = forecast.calibration
     good_mase, yield_mase = bt.value("mase", target="good"), bt.value("mase", target="yield")
-    cov = bt.value("coverage", target="good")
+    cov, good_r2 = bt.value("coverage", target="good"), bt.value("r2", target="good")
     origins = bt.origins
     confidence = (f"backtest from {len(origins)} origins ({origins[0]} – {origins[-1]}) on this plant: "
                   f"relative MASE {good_mase:.2f} for good output and {yield_mase:.2f} for yield against "
-                  f"last week's numbers (below 1 is better); {_pct(forecast.interval)} intervals"
+                  f"last week's numbers (below 1 is better)"
+                  + (f", R² {good_r2:.2f} for good output on working days" if _finite(good_r2) else "")
+                  + f"; {_pct(forecast.interval)} intervals"
                   + (f", which held {_pct(cov)} of the backtest's line-days" if _finite(cov) else "")
                   + f"; trained on {forecast.training_range[0]} – {forecast.training_range[1]}"
                   ) if origins else ""
@@ -802,6 +808,10 @@ def week_ahead(tables: Mapping[str, pd.DataFrame], *, origin_day: dt.date, tz: s
         notes = [n for n in notes if not n.startswith("yield ")]
         notes.insert(0, "yield not shown: its forecast is not better than last week's numbers (backtest "
                         f"relative MASE {yield_mase:.2f})")
+    if _finite(good_r2) and good_r2 < WEAK_R2:
+        notes.insert(0, f"the forecast explains little of the day-to-day variation of good output (backtest "
+                        f"R² {good_r2:.2f} on working days, below {WEAK_R2}): it beats last week's numbers, "
+                        "but read its days as rough")
     if last < origin_day:
         notes.append(f"the last production day up to {origin_day} is {last}: the forecast starts after it")
     notes += [f"line {line} not forecast: {why}" for line, why in forecast.skipped.items()]
