@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows import hooks
 from workbench import config, jobs, pipelines
 from workbench.errors import ConfigError
-from workbench.ml import daily, stored
+from workbench.ml import daily, reviews, stored
 from workbench.ml import retrain as ml_retrain
 from workbench.ml.registry import Registry, default_tracking_uri
 from workbench.store import open_warehouse
@@ -133,6 +133,25 @@ def store_anomalies(first: dt.date, last: dt.date, spec: pipelines.RetrainSpec) 
     return done
 
 
+@task(name="check-anomaly-reviews", retries=2, retry_delay_seconds=30)
+def check_anomaly_reviews(end: dt.datetime) -> dict[str, Any]:
+    """The seed's third trigger, daily: each detector's false-alarm share among the anomalies
+    analysts reviewed (``workbench reviews mark``) over the last weeks."""
+    settings = config.settings()
+    logger = get_run_logger()
+    with open_warehouse(settings, read_only=True) as wh:
+        rates = reviews.detector_reviews(wh, end=end)
+    for r in rates.values():
+        if r.triggered:
+            logger.warning("anomaly reviews of the last %d days: %s — above the %.0f %% false-alarm trigger: "
+                           "have the detector's settings looked at", reviews.REVIEW_DAYS, r.text(),
+                           100 * reviews.FALSE_ALARM_TRIGGER)
+        else:
+            logger.info("anomaly reviews of the last %d days: %s", reviews.REVIEW_DAYS, r.text())
+    return {s: {"anomalies": r.anomalies, "reviewed": r.reviewed, "false_alarms": r.false_alarms,
+                "triggered": r.triggered} for s, r in rates.items()}
+
+
 def _publish(summary: dict[str, Any]) -> None:
     lines = ["| model | decision | champion | challenger | reason |", "|---|---|---|---|---|"]
     for name, r in summary.get("rounds", {}).items():
@@ -143,6 +162,12 @@ def _publish(summary: dict[str, Any]) -> None:
                      f"{r['reason']} |")
     if not summary.get("rounds"):
         lines.append(f"| rootcause | no round | | | {summary.get('why', '')} |")
+    for source, r in summary.get("reviews", {}).items():
+        rate = (f"{r['false_alarms']} false alarms of {r['reviewed']} reviewed" if r["reviewed"]
+                else "none reviewed")
+        action = "trigger: look at the detector" if r["triggered"] else "no action"
+        lines.append(f"| {source} anomalies | {action} | | | {rate} ({r['anomalies']} stored, last "
+                     f"{reviews.REVIEW_DAYS} days) |")
     create_markdown_artifact(key="model-decisions", markdown="\n".join(lines),
                              description="balanced accuracy on the held-out window")
 
@@ -198,5 +223,6 @@ def retrain_models(pipeline: str = "retrain", until: str | None = None,
                                        anomaly_history_days=report_settings["history_days"])
     # …and the anomalies of the other days go to ml_anomalies, for the report, alerts and analysts.
     summary["anomalies"] = store_anomalies(first_day, last_day, spec) if first_day <= last_day else []
+    summary["reviews"] = check_anomaly_reviews(end)
     _publish(summary)
     return summary

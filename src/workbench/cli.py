@@ -24,6 +24,7 @@ from workbench.cliutil import console, err_console, friendly
 from workbench.errors import WorkbenchError
 from workbench.ml.anomalies_cli import anomalies_command
 from workbench.ml.models_cli import app as models_app
+from workbench.ml.reviews_cli import app as reviews_app
 from workbench.ml.rootcause_cli import app as rootcause_app
 from workbench.sampling_cli import app as sampling_app
 from workbench.scheduling import quiet_prefect
@@ -45,6 +46,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(models_app, name="models")
 app.add_typer(rootcause_app, name="rootcause")
+app.add_typer(reviews_app, name="reviews")
 app.command("anomalies")(anomalies_command)
 app.command("collect")(friendly(collect_command))
 app.command("sync")(friendly(sync_command))

@@ -351,6 +351,15 @@ _register(Table(
     doc="the report's model sections computed ahead by the morning model run (workbench.ml.stored)"))
 
 _register(Table(
+    "ml_anomaly_reviews", "operational",
+    (_c("anomaly_id", "text", False, "the reviewed ml_anomalies row"),
+     _c("verdict", "text", False, "confirmed or false_alarm"),
+     _c("reviewed_at", "timestamptz", False), _c("reviewed_by", "text"), _c("note", "text")),
+    key=("anomaly_id",), time_column="reviewed_at", on_conflict="update",
+    doc="an analyst's verdict on a stored anomaly (a later one replaces it): the detectors' false-alarm "
+        "rate (workbench.ml.reviews)"))
+
+_register(Table(
     "ml_predictions", "derived",
     (_c("target_table", "text", False), _c("target_id", "text", False), _c("model_name", "text", False),
      _c("model_version", "text", False), _c("predicted", "text"), _c("confidence", "double"),
@@ -495,6 +504,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # The table itself is created by init_schema (as every table missing from an older warehouse);
     # the version tells a writer of an older warehouse to run `workbench db init` first.
     Migration(3, "ml_sections: the report's model sections computed ahead", lambda engine: []),
+    Migration(4, "ml_anomaly_reviews: analysts' verdicts on anomalies", lambda engine: []),
 )
 
 #: The current schema version (the last migration's).

@@ -75,8 +75,8 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
         state = flows.retrain_models(pipeline=name, until=UNTIL, force=True, return_state=True)
         assert state.is_completed(), state.message
         names = sorted(t.name.rsplit("-", 1)[0] for t in task_runs(state))
-        assert names == ["build-stop-features", "check-champion", "compute-report-sections", "read-stops-and-context",
-                         "retrain-rootcause", "score-stops", "store-anomalies"], names
+        assert names == ["build-stop-features", "check-anomaly-reviews", "check-champion", "compute-report-sections",
+                         "read-stops-and-context", "retrain-rootcause", "score-stops", "store-anomalies"], names
         return state.result()
 
     first_run = run("shallow")

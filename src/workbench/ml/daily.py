@@ -32,11 +32,12 @@ NOTEBOOKS = ("root_cause", "anomalies", "yield_forecast")
 @dataclass(frozen=True)
 class Read:
     """One table read: rows in ``[start, end)`` (both None: the whole table); ``overlap``: every
-    interval overlapping the range (interval tables)."""
+    interval overlapping the range (interval tables); ``columns``: only these (default all)."""
 
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     overlap: bool = False
+    columns: tuple[str, ...] | None = None
 
 
 def root_cause_reads(start: dt.datetime, end: dt.datetime, *, history_days: float) -> dict[str, Read]:
@@ -51,13 +52,20 @@ def root_cause_reads(start: dt.datetime, end: dt.datetime, *, history_days: floa
 def anomaly_reads(start: dt.datetime, end: dt.datetime, *, train_days: float,
                   history_days: float) -> dict[str, Read]:
     """The anomalies section's tables: telemetry from ``train_days`` before the day; states,
-    production, scrap, stops and measurements from ``history_days`` (at least ``train_days``)."""
+    production, scrap, stops and measurements from ``history_days`` (at least ``train_days``);
+    the anomalies stored over ``history_days`` before the day (which, not when they were stored)
+    and the analysts' reviews (:mod:`workbench.ml.reviews`)."""
     history = start - dt.timedelta(days=max(history_days, train_days))
     return {"machine_telemetry": Read(start - dt.timedelta(days=train_days), end),
             "machine_states": Read(history, end, overlap=True),
             **{t: Read(history, end) for t in ("production_events", "scrap_events", "downtime_events",
                                               "quality_measurements")},
-            "characteristics": Read()}
+            "characteristics": Read(),
+            # Rewritten by every morning run with a new created_at: only what identifies them, so
+            # that a section computed ahead is still found when its anomalies were stored again.
+            "ml_anomalies": Read(start - dt.timedelta(days=history_days), start,
+                                 columns=("anomaly_id", "detector", "time_start")),
+            "ml_anomaly_reviews": Read()}
 
 
 def forecast_reads(start: dt.datetime, end: dt.datetime, *, history_days: float,
@@ -133,7 +141,8 @@ def read_many(warehouse: Any, reads: Mapping[str, Read], *, machines: list[str] 
         for name, r in reads.items():
             tbl = schema.table(name)
             ranged = tbl.time_column is not None and (r.start is not None or r.end is not None)
-            out[name] = warehouse.read(name, start=r.start if ranged else None, end=r.end if ranged else None,
+            out[name] = warehouse.read(name, columns=r.columns, start=r.start if ranged else None,
+                                       end=r.end if ranged else None,
                                        machines=machines if "machine_id" in tbl.column_names else None,
                                        overlap=r.overlap and ranged, as_="arrow")
     return Tables(out)

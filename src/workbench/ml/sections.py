@@ -59,6 +59,7 @@ import pandas as pd
 
 from workbench.errors import MLError
 from workbench.ml import forecast as yf
+from workbench.ml import reviews
 from workbench.ml.daily import Tables
 from workbench.ml.features import TELEMETRY_METRICS, hourly_features
 
@@ -589,8 +590,16 @@ def anomalies_needing_a_look(tables: Mapping[str, pd.DataFrame], *, day_start: d
         notes.append("scrap score: −log10 of the probability of so many rejects at the usual rate (3 = one "
                      "in a thousand; high ≥ 6); the likely cause is the hypothesis with the most evidence")
     details = {k: p.detail for k, p in judged.items() if p.detail is not None}
-    return MLSection(title, OK, confidence="; ".join(p.performance for p in judged.values()), table=table,
-                     notes=tuple(notes), details=details)
+    confidence = "; ".join(p.performance for p in judged.values())
+    # The plant's own labels: how many of the anomalies stored before the day were false alarms.
+    stored_before = _table(tables, "ml_anomalies")
+    rates = reviews.review_rates(stored_before, _table(tables, "ml_anomaly_reviews"), end=lo)
+    if rates:
+        first = pd.to_datetime(stored_before["time_start"], utc=True).min()
+        clause, alarms = reviews.review_statements(rates, since=f"from {_local(first, tz, '%a %d %b')} on")
+        confidence = "; ".join(c for c in (confidence, clause) if c)
+        notes = alarms + notes
+    return MLSection(title, OK, confidence=confidence, table=table, notes=tuple(notes), details=details)
 
 
 def scrap_hypotheses(section: MLSection) -> pd.DataFrame:

@@ -351,7 +351,11 @@ class Warehouse(abc.ABC):
             if "machine_id" not in tbl.column_names:
                 raise StoreError(f"{table} has no machine_id column to filter on")
             conditions.append(("machine_id", "IN", list(machines)))
-        arrow = self._read_arrow(tbl, cols, conditions)
+        try:
+            arrow = self._read_arrow(tbl, cols, conditions)
+        except StoreError as exc:
+            hint = self._older_schema_hint()  # a table the warehouse's older schema does not have yet
+            raise StoreError(f"{hint}: {exc}" if hint else str(exc)) from None
         return from_arrow(arrow, as_)
 
     @abc.abstractmethod

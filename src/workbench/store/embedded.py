@@ -309,8 +309,11 @@ class DuckDBWarehouse(Warehouse):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY " + ", ".join(_quote(c) for c in order_columns(tbl))
-        result = self.con.sql(sql, params=params) if params else self.con.sql(sql)
-        arrow = result.to_arrow_table()
+        try:
+            result = self.con.sql(sql, params=params) if params else self.con.sql(sql)
+            arrow = result.to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"reading {tbl.name} failed: {str(exc).splitlines()[0]}") from None
         target = pa.schema([pa.field(c, tbl.column(c).arrow_type) for c in columns])
         return arrow.cast(target)
 
