@@ -16,7 +16,7 @@ import workbench.ml as ml
 
 # The modules behind the package's names (not sections / plots: they sit on top of these).
 DOMAIN_MODULES = ("features", "rootcause", "rootcause_eval", "scrap", "telemanom", "telemanom_series",
-                  "telemanom_plant", "forecast", "forecast_data", "registry", "promotion", "retrain")
+                  "telemanom_plant", "forecast", "forecast_data", "registry", "promotion", "retrain", "reviews")
 HEAVY = ("mlflow", "prophet", "shap", "torch")
 
 # Names that moved, with the module they moved to: the old module must still give the same object.
@@ -37,7 +37,7 @@ def run_python(code: str) -> str:
 
 
 def test_every_public_name_resolves_to_its_object_not_a_module():
-    assert len(ml.__all__) == len(set(ml.__all__)) == 46
+    assert len(ml.__all__) == len(set(ml.__all__)) == 48
     for name in ml.__all__:
         value = getattr(ml, name)
         assert not inspect.ismodule(value), name
@@ -55,6 +55,15 @@ def test_every_public_name_resolves_to_its_object_not_a_module():
     assert ml.PlannedWork is forecast.PlannedWork
     assert ml.FEATURE_DOCS is importlib.import_module("workbench.ml.features").FEATURE_DOCS
     assert "YieldForecaster" in dir(ml) and "forecast" in dir(ml)
+
+
+def test_the_training_helpers_moved_out_of_sections_are_still_found_there():
+    from workbench.ml import sections, training
+
+    for name in ("TrainingRun", "train_rootcause", "register_challenger"):
+        assert getattr(sections, name) is getattr(training, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sections.nope  # noqa: B018
 
 
 def test_unknown_names_raise_attribute_error():

@@ -33,11 +33,13 @@ _API: dict[str, tuple[str, ...]] = {
     "promotion": ("PromotionRule", "decide"),
     "retrain": ("retrain_rootcause", "champion_health", "ROOTCAUSE_RULE"),
     "records": ("MLSection",),
+    "reviews": ("ReviewRate", "review_rates"),
 }
 _HOME: dict[str, str] = {name: module for module, names in _API.items() for name in names}
 # Submodules reachable as attributes (``workbench.ml.forecast``) without importing them first.
 _SUBMODULES = ("features", "rootcause", "rootcause_eval", "scrap", "telemanom", "telemanom_series",
-               "telemanom_plant", "forecast", "forecast_data", "registry", "promotion", "retrain", "records")
+               "telemanom_plant", "forecast", "forecast_data", "registry", "promotion", "retrain", "records",
+               "reviews")
 
 __all__ = sorted(_HOME)
 

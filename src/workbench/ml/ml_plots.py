@@ -20,7 +20,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench import plots
-from workbench.ml.sections import AnomalyTrace, MLSection, TrainingRun
+from workbench.ml.sections import AnomalyTrace, MLSection
+from workbench.ml.training import TrainingRun
 from workbench.plots import ALERT, HEIGHT, LIMIT, MUTED, PRIMARY, MachineNames, machine_labels
 
 __all__ = ["anomaly_timeline", "confusion_matrix", "stop_explanations", "telemetry_trace",
