@@ -45,8 +45,8 @@ EXTRACT_TABLES = (
     "quality_measurements", "inspections", "oee_hourly",
     # the model sections the morning model run computed ahead for the day (workbench.ml.stored)
     "ml_sections",
-    # the anomalies stored before the day and the analysts' verdicts on them (workbench.ml.reviews)
-    "ml_anomalies", "ml_anomaly_reviews",
+    # the analysts' verdicts on the anomalies of the days before (workbench.ml.reviews)
+    "ml_anomaly_reviews",
 )
 
 

@@ -353,9 +353,11 @@ _register(Table(
 _register(Table(
     "ml_anomaly_reviews", "operational",
     (_c("anomaly_id", "text", False, "the reviewed ml_anomalies row"),
+     _c("detector", "text", False, "its detector (copied: the morning run rewrites ml_anomalies)"),
+     _c("anomaly_start", "timestamptz", False, "its time_start"),
      _c("verdict", "text", False, "confirmed or false_alarm"),
      _c("reviewed_at", "timestamptz", False), _c("reviewed_by", "text"), _c("note", "text")),
-    key=("anomaly_id",), time_column="reviewed_at", on_conflict="update",
+    key=("anomaly_id",), time_column="anomaly_start", on_conflict="update",
     doc="an analyst's verdict on a stored anomaly (a later one replaces it): the detectors' false-alarm "
         "rate (workbench.ml.reviews)"))
 

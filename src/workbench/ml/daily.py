@@ -53,19 +53,17 @@ def anomaly_reads(start: dt.datetime, end: dt.datetime, *, train_days: float,
                   history_days: float) -> dict[str, Read]:
     """The anomalies section's tables: telemetry from ``train_days`` before the day; states,
     production, scrap, stops and measurements from ``history_days`` (at least ``train_days``);
-    the anomalies stored over ``history_days`` before the day (which, not when they were stored)
-    and the analysts' reviews (:mod:`workbench.ml.reviews`)."""
+    the analysts' verdicts on the anomalies of the ``history_days`` before the day
+    (:mod:`workbench.ml.reviews`)."""
     history = start - dt.timedelta(days=max(history_days, train_days))
     return {"machine_telemetry": Read(start - dt.timedelta(days=train_days), end),
             "machine_states": Read(history, end, overlap=True),
             **{t: Read(history, end) for t in ("production_events", "scrap_events", "downtime_events",
                                               "quality_measurements")},
             "characteristics": Read(),
-            # Rewritten by every morning run with a new created_at: only what identifies them, so
-            # that a section computed ahead is still found when its anomalies were stored again.
-            "ml_anomalies": Read(start - dt.timedelta(days=history_days), start,
-                                 columns=("anomaly_id", "detector", "time_start")),
-            "ml_anomaly_reviews": Read()}
+            # the verdicts on the anomalies of the days before (not ml_anomalies, which the morning
+            # run rewrites after computing this section: it would never be found again)
+            "ml_anomaly_reviews": Read(start - dt.timedelta(days=history_days), start)}
 
 
 def forecast_reads(start: dt.datetime, end: dt.datetime, *, history_days: float,

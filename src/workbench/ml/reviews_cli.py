@@ -38,7 +38,7 @@ def _read(start: dt.datetime, end: dt.datetime) -> tuple[pd.DataFrame, pd.DataFr
     settings = wb_config.settings()
     with open_warehouse(settings, read_only=settings.engine == "duckdb") as wh, wh.held():
         return (wh.read("ml_anomalies", start=start, end=end),
-                wh.read("ml_anomaly_reviews"))
+                wh.read("ml_anomaly_reviews", start=start, end=end))
 
 
 @app.command("list")
@@ -90,9 +90,9 @@ def mark_command(
         raise MLError("give the verdict: --confirmed or --false-alarm")
     settings = wb_config.settings()
     with open_warehouse(settings) as wh:
-        known = set(wh.read("ml_anomalies", columns=["anomaly_id"])["anomaly_id"].astype(str))
-        rows = review_rows(anomaly_ids, "false_alarm" if false_alarm else "confirmed",
-                           reviewed_at=dt.datetime.now(dt.UTC), reviewed_by=by, note=note, known=known)
+        stored = wh.read("ml_anomalies", columns=["anomaly_id", "detector", "time_start"])
+        rows = review_rows(anomaly_ids, "false_alarm" if false_alarm else "confirmed", anomalies=stored,
+                           reviewed_at=dt.datetime.now(dt.UTC), reviewed_by=by, note=note)
         wh.write("ml_anomaly_reviews", rows)
     console.print(f"{len(rows)} anomal{'y' if len(rows) == 1 else 'ies'} marked "
                   f"{'false alarm' if false_alarm else 'confirmed'}.")
@@ -102,11 +102,12 @@ def mark_command(
 @friendly
 def rate_command(days: DaysOption = 28, as_json: JsonOption = False) -> None:
     """Each detector's false-alarm share among the reviewed anomalies of the last days."""
-    from workbench.ml.reviews import FALSE_ALARM_TRIGGER, MIN_REVIEWED, review_rates
+    from workbench.ml.reviews import FALSE_ALARM_TRIGGER, MIN_REVIEWED, detector_reviews
+    from workbench.store import open_warehouse
 
-    start, end = _window(days)
-    anomalies, reviews = _read(start, end)
-    rates = review_rates(anomalies, reviews, start=start, end=end)
+    settings = wb_config.settings()
+    with open_warehouse(settings, read_only=settings.engine == "duckdb") as wh:
+        rates = detector_reviews(wh, end=dt.datetime.now(dt.UTC), days=days)
     if as_json:
         typer.echo(json.dumps({s: {"anomalies": r.anomalies, "reviewed": r.reviewed,
                                    "false_alarms": r.false_alarms,

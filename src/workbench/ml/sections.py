@@ -588,11 +588,11 @@ def anomalies_needing_a_look(tables: Mapping[str, pd.DataFrame], *, day_start: d
                      "in a thousand; high ≥ 6); the likely cause is the hypothesis with the most evidence")
     details = {k: p.detail for k, p in judged.items() if p.detail is not None}
     confidence = "; ".join(p.performance for p in judged.values())
-    # The plant's own labels: how many of the anomalies stored before the day were false alarms.
-    stored_before = _table(tables, "ml_anomalies")
-    rates = reviews.review_rates(stored_before, _table(tables, "ml_anomaly_reviews"), end=lo)
+    # The plant's own labels: how many of the reviewed anomalies before the day were false alarms.
+    given = _table(tables, "ml_anomaly_reviews")
+    rates = reviews.review_rates(given, end=lo)
     if rates:
-        first = pd.to_datetime(stored_before["time_start"], utc=True).min()
+        first = pd.to_datetime(given["anomaly_start"], utc=True).min()
         clause, alarms = reviews.review_statements(rates, since=f"from {_local(first, tz, '%a %d %b')} on")
         confidence = "; ".join(c for c in (confidence, clause) if c)
         notes = alarms + notes
