@@ -33,6 +33,11 @@ The model
    output 0.469 / 0.568 / 0.661 instead of 0.464 / 0.548 / 0.648; Prophet alone 0.483 / 0.576 /
    0.689), as the planned busy time already carries them into the level. The yield stage helps
    little (0.645 / 0.756 / 0.690 against 0.647 / 0.774 / 0.695 for Prophet alone).
+   Tool changes due (the issue's example reason "3 tool changes due on M05, M06") were looked at
+   as a yield reason: on the demo plant every line-day has tool changes (1–7 per line), and the
+   line-day yield does not follow their number (Spearman ρ −0.16, 0.19, −0.06 on lines L1–L3 over
+   22 days; p 0.40–0.79), so no recommendation names them — a worn tool shows per machine-hour,
+   where the scrap detector ranks it among an anomaly's causes (:mod:`workbench.ml.scrap`).
    Why produced and yield rather than good directly: output follows the plan, yield follows the
    process and material; modelled apart, good = produced × yield never exceeds produced and a
    no-demand shift does not read as a yield loss.
