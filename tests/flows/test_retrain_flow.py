@@ -4,6 +4,7 @@ and ``workbench models rollback`` gives the champion back — every decision log
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from workbench import cli, config, runs
 from workbench.demo import load_plant
+from workbench.ml import reviews
 from workbench.ml.registry import Registry, default_tracking_uri
 from workbench.ml.sections import card_confidence
 from workbench.simulate import PlantConfig, SimulatedPlant, simulate_plant
@@ -85,6 +87,15 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
     worse = run("worse")["rounds"]["rootcause"]
     assert worse["action"] == "keep" and worse["challenger_version"] == 2
     assert registry.champion_version("rootcause") == 1 and registry.alias_version("rootcause", "challenger") == 2
+    # Between the runs, a maintenance lead looked at the anomalies stored so far: one false alarm.
+    with DuckDBWarehouse(retrain_home / "data" / "warehouse.duckdb") as wh:
+        so_far = wh.read("ml_anomalies", columns=["anomaly_id", "detector", "time_start"])
+        ids = list(so_far["anomaly_id"])
+        assert len(ids) >= 2
+        now = dt.datetime.now(dt.UTC)
+        wh.write("ml_anomaly_reviews", pd.concat([
+            reviews.review_rows(ids[:1], "false_alarm", anomalies=so_far, reviewed_at=now),
+            reviews.review_rows(ids[1:], "confirmed", anomalies=so_far, reviewed_at=now)]))
     last_run = run("forest")
     better = last_run["rounds"]["rootcause"]
     assert better["action"] == "promote" and registry.champion_version("rootcause") == 3
@@ -144,3 +155,7 @@ def test_a_worse_challenger_is_kept_out_a_better_one_promoted_and_rollback_resto
     assert len(anomalies) >= sum(d["stored"] for d in stored) - len(stored) + 1
     assert set(anomalies["detector"]) == {"scrap"} and anomalies["likely_cause"].str.len().gt(0).all()
     assert anomalies["hypotheses"].notna().all() and anomalies["detected_at"].notna().all()
+    # …and the last run checked the analysts' verdicts on them (the seed's false-alarm trigger)
+    checked = last_run["reviews"]["scrap"]
+    assert checked == {"anomalies": len(anomalies), "reviewed": len(ids), "false_alarms": 1,
+                       "triggered": len(ids) >= reviews.MIN_REVIEWED and 1 / len(ids) > reviews.FALSE_ALARM_TRIGGER}
