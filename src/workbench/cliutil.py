@@ -18,6 +18,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def printed_plainly(rows: list[dict[str, Any]], *, as_json: bool, empty: str) -> bool:
+    """With ``--json``, print ``rows`` as JSON; without rows, print ``empty``. True when either was
+    printed (the caller's table is then not wanted)."""
+    import json
+
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return True
+    if not rows:
+        console.print(empty)
+        return True
+    return False
+
+
 def friendly(func: F) -> F:
     """Show a WorkbenchError as one clear line and exit with code 2 — never a traceback."""
 

@@ -5,13 +5,12 @@ The I/O edge of :mod:`workbench.ml.registry`: errors are one message on stderr a
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from workbench.cliutil import console, friendly
+from workbench.cliutil import console, friendly, printed_plainly
 
 if TYPE_CHECKING:
     from workbench.ml.registry import Registry
@@ -37,11 +36,7 @@ def list_command(
     registry = _registry()
     cards = registry.versions(name)
     rows = [c.as_row() for c in cards]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        console.print(f"No registered models in {registry.uri}.")
+    if printed_plainly(rows, as_json=as_json, empty=f"No registered models in {registry.uri}."):
         return
     metric_cols = sorted({k for r in rows for k in r if k.startswith("metric.")})
     table = Table(title=f"Models in {registry.uri}", title_justify="left")

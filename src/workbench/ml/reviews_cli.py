@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from workbench import config as wb_config
-from workbench.cliutil import console, friendly
+from workbench.cliutil import console, friendly, printed_plainly
 from workbench.errors import MLError
 
 app = typer.Typer(help="Analysts' verdicts on the stored anomalies: list them, mark them, the "
@@ -57,11 +57,7 @@ def list_command(days: DaysOption = 7, as_json: JsonOption = False) -> None:
                      "time_start": pd.Timestamp(a.time_start).tz_convert(tz).isoformat(),
                      "detector": a.detector, "severity": a.severity, "likely_cause": a.likely_cause,
                      "verdict": verdict})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        console.print(f"No anomalies stored in the last {days} days.")
+    if printed_plainly(rows, as_json=as_json, empty=f"No anomalies stored in the last {days} days."):
         return
     table = Table(title=f"Anomalies of the last {days} days", title_justify="left")
     table.add_column("anomaly_id", no_wrap=True, min_width=32)  # to be copied whole into `mark`
