@@ -32,12 +32,11 @@ NOTEBOOKS = ("root_cause", "anomalies", "yield_forecast")
 @dataclass(frozen=True)
 class Read:
     """One table read: rows in ``[start, end)`` (both None: the whole table); ``overlap``: every
-    interval overlapping the range (interval tables); ``columns``: only these (default all)."""
+    interval overlapping the range (interval tables)."""
 
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     overlap: bool = False
-    columns: tuple[str, ...] | None = None
 
 
 def root_cause_reads(start: dt.datetime, end: dt.datetime, *, history_days: float) -> dict[str, Read]:
@@ -139,8 +138,7 @@ def read_many(warehouse: Any, reads: Mapping[str, Read], *, machines: list[str] 
         for name, r in reads.items():
             tbl = schema.table(name)
             ranged = tbl.time_column is not None and (r.start is not None or r.end is not None)
-            out[name] = warehouse.read(name, columns=r.columns, start=r.start if ranged else None,
-                                       end=r.end if ranged else None,
+            out[name] = warehouse.read(name, start=r.start if ranged else None, end=r.end if ranged else None,
                                        machines=machines if "machine_id" in tbl.column_names else None,
                                        overlap=r.overlap and ranged, as_="arrow")
     return Tables(out)
